@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AccountsConfig(AppConfig):
@@ -6,3 +7,9 @@ class AccountsConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "accounts"
+
+    def ready(self) -> None:
+        from accounts import signals  # noqa: F401  (connects the audit receivers)
+        from accounts.permissions import sync_role_permissions
+
+        post_migrate.connect(sync_role_permissions, dispatch_uid="accounts.sync_role_permissions")

@@ -35,7 +35,10 @@ def has_role(user: AbstractBaseUser | AnonymousUser, *roles: str) -> bool:
 
 @dataclass(frozen=True)
 class Area:
-    """A part of the product, the URL name of its entry page, and who it is for."""
+    """A part of the product, the URL name of its entry page, and who it is for.
+
+    With `staff`, the person must also be staff (the Django admin refuses others).
+    """
 
     label: str
     url_name: str
@@ -43,11 +46,21 @@ class Area:
     staff: bool = False
 
 
-# In the order a person's home is chosen: the first area of theirs that exists wins.
+# The navigation, in display order.
 AREAS: tuple[Area, ...] = (
-    Area("Settings", "settings:index", frozenset({Role.ADMIN})),
-    Area("Dashboard", "dashboard:index", frozenset({Role.MANAGER, Role.ADMIN})),
     Area("Review", "review:inbox", frozenset({Role.REVIEWER, Role.CHECKER})),
+    Area("Dashboard", "dashboard:index", frozenset({Role.MANAGER, Role.ADMIN})),
     Area("Audit", "audit:search", frozenset({Role.AUDITOR, Role.MANAGER, Role.ADMIN})),
-    Area("Django admin", "admin:index", frozenset({Role.ADMIN}), staff=True),
+    Area("Settings", "settings:index", frozenset({Role.ADMIN})),
+    Area("Django admin", "admin:index", frozenset({Role.ADMIN, Role.AUDITOR}), staff=True),
+)
+
+# Where each role's home is, strongest role first; within a role the first page that
+# exists wins (a later issue's page takes over from the fallback once it ships).
+ROLE_HOMES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (Role.ADMIN, ("settings:index", "admin:index")),
+    (Role.MANAGER, ("dashboard:index", "audit:search")),
+    (Role.REVIEWER, ("review:inbox",)),
+    (Role.CHECKER, ("review:inbox",)),
+    (Role.AUDITOR, ("audit:search",)),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.urls import NoReverseMatch, reverse
 
-from accounts.roles import AREAS, Area, roles_of
+from accounts.roles import AREAS, ROLE_HOMES, Area, roles_of
 
 
 def areas_for(user: AbstractBaseUser | AnonymousUser) -> list[tuple[Area, str]]:
@@ -16,8 +16,7 @@ def areas_for(user: AbstractBaseUser | AnonymousUser) -> list[tuple[Area, str]]:
     is_staff = bool(getattr(user, "is_staff", False))
     found = []
     for area in AREAS:
-        allowed = bool(area.roles & roles) or (area.staff and is_staff)
-        if not allowed:
+        if not area.roles & roles or (area.staff and not is_staff):
             continue
         try:
             url = reverse(area.url_name)
@@ -29,6 +28,14 @@ def areas_for(user: AbstractBaseUser | AnonymousUser) -> list[tuple[Area, str]]:
 
 
 def home_url_for(user: AbstractBaseUser | AnonymousUser) -> str | None:
-    """Where this user's home is, or None when no area of theirs exists."""
-    areas = areas_for(user)
-    return areas[0][1] if areas else None
+    """Where this user's home is, or None when no page of their roles exists yet."""
+    roles = roles_of(user)
+    for role, url_names in ROLE_HOMES:
+        if role not in roles:
+            continue
+        for url_name in url_names:
+            try:
+                return reverse(url_name)
+            except NoReverseMatch:
+                continue
+    return None

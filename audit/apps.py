@@ -6,3 +6,10 @@ class AuditConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "audit"
+
+    def ready(self) -> None:
+        from audit import registry, selectors
+
+        registry.register_timeline_source("audit", selectors.audit_timeline)
+        registry.register_evidence_section("audit_chain", selectors.audit_chain_evidence)
+        registry.register_evidence_section("verification", selectors.verification_evidence)

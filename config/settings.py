@@ -44,9 +44,9 @@ INSTALLED_APPS = [
     "simple_history",
     "django_htmx",
     "template_partials",
-    # Ours, lowest layer first: review -> routing -> orchestration -> audit.
-    "accounts",
+    # Ours, lowest layer first: review -> routing -> orchestration -> accounts -> audit.
     "audit",
+    "accounts",
     "orchestration",
     "routing",
     "review",
@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "audit.context.AuditContextMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -206,12 +207,21 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# How often beat stores a digest over all audit chain heads (see audit_verify).
+AUDIT_CHECKPOINT_INTERVAL_SECONDS = env_int("AUDIT_CHECKPOINT_INTERVAL_SECONDS", 300, minimum=10)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "heartbeat": {"task": "config.tasks.heartbeat", "schedule": 60.0},
+    "audit-checkpoint": {
+        "task": "audit.tasks.checkpoint",
+        "schedule": float(AUDIT_CHECKPOINT_INTERVAL_SECONDS),
+    },
 }
 
 DEMO_PASSWORD = env_str("DEMO_PASSWORD", "arbiter-demo")
+# How many proxies of ours sit in front of the app and append to X-Forwarded-For;
+# 0 trusts no header and records REMOTE_ADDR as the client address.
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0, minimum=0)
 READYZ_TIMEOUT_SECONDS = env_int("READYZ_TIMEOUT_SECONDS", 3, minimum=1)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

@@ -9,6 +9,8 @@ from django.apps import apps
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from audit.context import Actor, audit_context
+
 
 class Command(BaseCommand):
     help = (
@@ -20,6 +22,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         # Apps are seeded in INSTALLED_APPS order, which lists the lowest layer first,
         # so each app finds what it builds on.
+        with audit_context(actor=Actor.system("seed_demo")):
+            self._seed_all()
+        self.stdout.write(self.style.SUCCESS("Demo data is in place."))
+
+    def _seed_all(self) -> None:
         for config in apps.get_app_configs():
             module_name = f"{config.name}.seed"
             if importlib.util.find_spec(module_name) is None:
@@ -27,7 +34,6 @@ class Command(BaseCommand):
             module = importlib.import_module(module_name)
             with transaction.atomic():
                 module.seed_demo(log=functools.partial(self._log, config.label))
-        self.stdout.write(self.style.SUCCESS("Demo data is in place."))
 
     def _log(self, app_label: str, line: str) -> None:
         self.stdout.write(f"[{app_label}] {line}")

@@ -1,0 +1,144 @@
+"""Recomputing the audit chains. Streams the table, so memory stays flat at any size."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from audit.hashing import GENESIS_HASH, HASHED_FIELDS, checkpoint_hash, event_hash, heads_digest
+from audit.models import AuditCheckpoint, AuditEvent
+from audit.services import chain_for
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    event_id: int
+    chain: str
+    chain_seq: int
+    problem: str
+
+    def describe(self) -> str:
+        where = f"chain {self.chain}, position {self.chain_seq}"
+        return f"event #{self.event_id} ({where}): {self.problem}"
+
+
+@dataclass(frozen=True)
+class CheckpointProblem:
+    checkpoint_id: int
+    problem: str
+
+    def describe(self) -> str:
+        return f"checkpoint #{self.checkpoint_id}: {self.problem}"
+
+
+@dataclass
+class VerificationResult:
+    events_checked: int = 0
+    chains_checked: int = 0
+    first_break: BrokenLink | None = None
+    checkpoint_id: int | None = None
+    checkpoint_problem: CheckpointProblem | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.first_break is None and self.checkpoint_problem is None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+
+_FIELDS = ("id", *HASHED_FIELDS, "hash")
+_CHAIN_IDX = _FIELDS.index("chain")
+_SEQ_IDX = _FIELDS.index("chain_seq")
+_PREV_IDX = _FIELDS.index("prev_hash")
+
+
+def verify(*, case_id: str | None = None, chunk_size: int = 5000) -> VerificationResult:
+    """Recompute every chain (or one case's) and report the first broken link.
+
+    Checks each event's position in its chain, its link to the previous event, and
+    its own hash. Over the whole table it also checks the checkpoints: they must chain
+    to one another, and the newest must match the chain heads as they stood when it
+    was taken, which finds a chain (or a chain's newest events) removed outright.
+    """
+    result = VerificationResult()
+    events = AuditEvent.objects.order_by("chain", "chain_seq")
+    if case_id is not None:
+        events = events.filter(chain=chain_for(case_id))
+        result.notes.append("checkpoints are not checked when verifying a single case")
+    checkpoint = None
+    if case_id is None:
+        checkpoint = _check_checkpoint_chain(result)
+    limit = checkpoint.max_event_id if checkpoint else 0
+    heads_then: list[tuple[str, int, str]] = []
+    events_then = 0
+
+    chain: str | None = None
+    expected_seq = 1
+    prev_hash = GENESIS_HASH
+    head_then: tuple[str, int, str] | None = None
+    for row in events.values_list(*_FIELDS).iterator(chunk_size=chunk_size):
+        if row[_CHAIN_IDX] != chain:
+            if head_then is not None:
+                heads_then.append(head_then)
+            chain, expected_seq, prev_hash, head_then = row[_CHAIN_IDX], 1, GENESIS_HASH, None
+            result.chains_checked += 1
+        event_id, seq, stored_hash = row[0], row[_SEQ_IDX], row[-1]
+        problem = None
+        if seq != expected_seq:
+            problem = f"expected position {expected_seq}: events before it are missing"
+        elif row[_PREV_IDX] != prev_hash:
+            problem = "its prev_hash does not match the hash of the event before it"
+        elif event_hash(dict(zip(HASHED_FIELDS, row[1:-1], strict=True))) != stored_hash:
+            problem = "its content does not match its hash (the row was altered)"
+        if problem is not None:
+            result.first_break = BrokenLink(event_id, row[_CHAIN_IDX], seq, problem)
+            return result
+        result.events_checked += 1
+        if event_id <= limit:
+            head_then = (row[_CHAIN_IDX], seq, stored_hash)
+            events_then += 1
+        expected_seq, prev_hash = seq + 1, stored_hash
+    if head_then is not None:
+        heads_then.append(head_then)
+
+    if checkpoint is not None and result.checkpoint_problem is None:
+        result.checkpoint_id = checkpoint.pk
+        digest = heads_digest(heads_then)
+        if (
+            digest != checkpoint.heads_digest
+            or len(heads_then) != checkpoint.chain_count
+            or events_then != checkpoint.event_count
+        ):
+            result.checkpoint_problem = CheckpointProblem(
+                checkpoint.pk,
+                f"when it was taken (up to event #{checkpoint.max_event_id}) there were "
+                f"{checkpoint.chain_count} chains and {checkpoint.event_count} events; "
+                f"now there are {len(heads_then)} chains and {events_then} events up to "
+                "that point with different heads: a chain or the newest events of a "
+                "chain were removed or rewritten",
+            )
+    return result
+
+
+def _check_checkpoint_chain(result: VerificationResult) -> AuditCheckpoint | None:
+    """Check the checkpoints link up and hash right; return the newest (None if none)."""
+    prev = GENESIS_HASH
+    newest = None
+    for checkpoint in AuditCheckpoint.objects.order_by("id").iterator(chunk_size=1000):
+        if checkpoint.prev_hash != prev:
+            problem = "does not link to the checkpoint before it (one was removed)"
+        elif checkpoint_hash(checkpoint.hashed_fields()) != checkpoint.hash:
+            problem = "its content does not match its hash (the row was altered)"
+        else:
+            problem = None
+        if problem is not None and result.checkpoint_problem is None:
+            result.checkpoint_problem = CheckpointProblem(checkpoint.pk, problem)
+        prev = checkpoint.hash
+        newest = checkpoint
+    if newest is None:
+        result.notes.append("no checkpoint yet: removal of a whole chain cannot be detected")
+    return newest
