@@ -118,7 +118,11 @@ class AuditContextMiddleware:
             request_id=request_id,
             trace_id=trace_id_of(request),
             client_ip=client_ip_of(request),
-            actor=Actor.user(user) if user is not None and user.is_authenticated else None,
+            actor=(
+                Actor.user(user)
+                if user is not None and user.is_authenticated
+                else Actor.system("anonymous")
+            ),
         ):
             response = self.get_response(request)
         response["X-Request-ID"] = request_id
