@@ -1,0 +1,42 @@
+"""Turn django-simple-history rows into timeline entries: who changed what, when, why.
+
+Apps with case-linked models register a timeline source built on this, e.g.
+`register_timeline_source("case", lambda cid: history_entries(Case.history.filter(id=cid)))`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from audit.registry import TimelineEntry
+
+_KIND = {"+": "created", "~": "changed", "-": "deleted"}
+
+
+def history_entries(rows: Iterable[Any]) -> list[TimelineEntry]:
+    """One entry per historical row, oldest first, each with the fields it changed."""
+    ordered = sorted(rows, key=lambda row: (row.history_date, row.history_id))
+    entries = []
+    previous: dict[Any, Any] = {}
+    for row in ordered:
+        model = row.instance_type
+        obj_key = (model, getattr(row, model._meta.pk.attname))
+        before = previous.get(obj_key)
+        changes: dict[str, Any] = {}
+        if before is not None:
+            delta = row.diff_against(before)
+            changes = {c.field: {"from": c.old, "to": c.new} for c in delta.changes}
+        previous[obj_key] = row
+        user = row.history_user
+        entries.append(
+            TimelineEntry(
+                at=row.history_date,
+                kind="history",
+                title=f"{model._meta.verbose_name} {_KIND.get(row.history_type, '?')}",
+                actor=user.get_username() if user is not None else "",
+                detail={"reason": row.history_change_reason or "", "changes": changes},
+                order=row.history_id,
+            )
+        )
+    return entries
