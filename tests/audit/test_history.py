@@ -18,7 +18,8 @@ def test_history_rows_become_timeline_entries_with_who_why_and_what(alice, adam)
     latest.history_user = adam
     latest.save()
 
-    entries = history_entries(get_user_model().history.filter(id=alice.pk))
+    history = get_user_model().history  # type: ignore[attr-defined]
+    entries = history_entries(history.filter(id=alice.pk))
 
     assert [e.title for e in entries] == ["user created", "user changed", "user changed"]
     assert entries[1].detail == {
