@@ -23,6 +23,15 @@ class EventSearchForm(forms.Form):
     )
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        if self.is_bound:
+            for name in self.errors:
+                if name in self.fields:
+                    self.fields[name].widget.attrs.update(
+                        {"aria-invalid": "true", "aria-describedby": f"id_{name}-error"}
+                    )
+
     def clean(self) -> dict[str, object]:
         data = super().clean() or {}
         since, until = data.get("since"), data.get("until")
