@@ -200,6 +200,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND").strip() or None
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
+# The queue tasks go to and workers read (one Arbiter per queue name on a shared broker).
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -212,11 +214,17 @@ AUDIT_CHECKPOINT_INTERVAL_SECONDS = env_int("AUDIT_CHECKPOINT_INTERVAL_SECONDS",
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "heartbeat": {"task": "config.tasks.heartbeat", "schedule": 60.0},
+    "orchestration-timers": {"task": "orchestration.fire_timers", "schedule": 5.0},
+    "orchestration-outbox": {"task": "orchestration.relay_outbox", "schedule": 10.0},
     "audit-checkpoint": {
         "task": "audit.tasks.checkpoint",
         "schedule": float(AUDIT_CHECKPOINT_INTERVAL_SECONDS),
     },
 }
+
+# Circuit breaker per worker handler: consecutive failures that open it, and for how long.
+ARBITER_BREAKER_THRESHOLD = env_int("ARBITER_BREAKER_THRESHOLD", 5, minimum=1)
+ARBITER_BREAKER_COOLDOWN_SECONDS = env_int("ARBITER_BREAKER_COOLDOWN_SECONDS", 60, minimum=1)
 
 DEMO_PASSWORD = env_str("DEMO_PASSWORD", "arbiter-demo")
 # How many proxies of ours sit in front of the app and append to X-Forwarded-For;
@@ -227,10 +235,25 @@ READYZ_TIMEOUT_SECONDS = env_int("READYZ_TIMEOUT_SECONDS", 3, minimum=1)
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r} is not a logging level.")
+LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG else "json")
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use json or plain.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "config.logging.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "config.logging.JsonFormatter"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
+# Celery keeps Django's logging configuration (JSON lines with correlation ids).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

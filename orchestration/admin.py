@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from simple_history.admin import SimpleHistoryAdmin
+
+from audit.admin_mixins import ChangeReasonAdminMixin
+from config.errors import ApplicationError
+from orchestration import services
+from orchestration.definition import InvalidDefinition
+from orchestration.models import Case, CircuitBreaker, DeadLetter, OutboxEvent, StepRun, Workflow
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(ChangeReasonAdminMixin, SimpleHistoryAdmin):
+    list_display = ("slug", "version", "title", "published", "published_at")
+    list_filter = ("published", "slug")
+    actions = ["publish"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is not None and obj.published:  # a published version never changes
+            return [f.name for f in self.model._meta.fields]
+        return ["published", "published_at", "created_by"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None or not obj.published
+
+    @admin.action(description="Publish the selected drafts")
+    def publish(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
+        for workflow in queryset:
+            try:
+                services.workflow_publish(workflow=workflow, actor=request.user)
+            except InvalidDefinition as exc:
+                self.message_user(request, f"{workflow}: {exc}", messages.ERROR)
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.WARNING)
+            else:
+                self.message_user(request, f"{workflow} published.", messages.SUCCESS)
+
+
+class StepRunInline(admin.TabularInline):
+    model = StepRun
+    extra = 0
+    can_delete = False
+    fields = (
+        "step_id",
+        "kind",
+        "handler",
+        "is_compensation",
+        "status",
+        "attempt",
+        "outcome",
+        "last_error",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Case)
+class CaseAdmin(SimpleHistoryAdmin):
+    list_display = ("id", "workflow", "external_ref", "status", "outcome", "created_at")
+    list_filter = ("status", "workflow__slug", "impact")
+    search_fields = ("=id", "=external_ref", "=correlation_id")
+    inlines = [StepRunInline]
+    actions = ["cancel"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # cases come through the API (or seed_demo)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Cancel the selected cases (runs compensations)")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Case]) -> None:
+        for case in queryset:
+            try:
+                services.case_cancel(case=case, actor=request.user, reason="cancelled in the admin")
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.WARNING)
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    list_display = ("id", "step_run", "error_type", "attempts", "created_at", "replayed_at")
+    list_filter = ("replayed_at",)
+    readonly_fields = (
+        "step_run",
+        "error_type",
+        "message",
+        "traceback",
+        "attempts",
+        "created_at",
+        "replayed_at",
+        "replayed_by",
+    )
+    actions = ["replay"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Replay the selected dead letters")
+    def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        for letter in queryset:
+            try:
+                services.dead_letter_replay(
+                    dead_letter=letter, actor=request.user, reason="replayed in the admin"
+                )
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.WARNING)
+            else:
+                self.message_user(request, f"Dead letter {letter.pk} replayed.", messages.SUCCESS)
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin):
+    list_display = ("id", "topic", "case", "created_at", "published_at", "attempts", "last_error")
+    list_filter = ("topic", "published_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(CircuitBreaker)
+class CircuitBreakerAdmin(admin.ModelAdmin):
+    list_display = ("handler", "state", "consecutive_failures", "opened_until", "updated_at")

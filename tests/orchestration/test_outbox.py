@@ -1,0 +1,103 @@
+"""The outbox relay against the configured broker: RabbitMQ in CI's real pass, the
+file broker in the embedded one."""
+
+import datetime as dt
+import uuid
+
+import pytest
+from django.utils import timezone
+from kombu import Queue
+
+from audit.context import Actor
+from config.celery import app as celery_app
+from orchestration import services
+from orchestration.models import OutboxEvent
+from orchestration.outbox import EVENTS_EXCHANGE, event_consume_once, relay_outbox
+from tests.orchestration.conftest import three_tasks
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def listener():
+    """A private queue bound to every case.* event on the events exchange."""
+    queue = Queue(
+        f"test-events-{uuid.uuid4().hex[:8]}",
+        EVENTS_EXCHANGE,
+        routing_key="case.#",
+        auto_delete=False,
+    )
+    with celery_app.connection_for_write() as conn:
+        bound = queue(conn.default_channel)
+        bound.declare()
+        yield conn, bound
+        bound.delete()
+
+
+def _drain(bound, expected: int) -> list:
+    messages: list = []
+    for _ in range(100):
+        message = bound.get(no_ack=True)
+        if message is None:
+            if len(messages) >= expected:
+                break
+            import time
+
+            time.sleep(0.05)
+            continue
+        messages.append(message)
+    return messages
+
+
+def test_events_reach_the_topic_exchange_with_id_topic_and_correlation(listener, flow):
+    _, bound = listener
+    flow(three_tasks())
+    case = services.case_submit(workflow="three-tasks", payload={}, actor=Actor.system("t"))
+    event = OutboxEvent.objects.get(case=case, topic="case.submitted")
+    assert relay_outbox() == (OutboxEvent.objects.filter(published_at__isnull=False).count(), 0)
+    event.refresh_from_db()
+    assert event.published_at is not None
+    messages = _drain(bound, 1)
+    bodies = [m.payload for m in messages]
+    mine = [b for b in bodies if b["id"] == str(event.id)]
+    assert mine, bodies
+    assert mine[0]["topic"] == "case.submitted"
+    assert mine[0]["correlation_id"] == str(case.correlation_id)
+    assert mine[0]["data"]["case_id"] == str(case.pk)
+    message = next(m for m in messages if m.payload["id"] == str(event.id))
+    assert message.headers["correlation_id"] == str(case.correlation_id)
+    assert relay_outbox() == (0, 0)  # published events are not sent again
+
+
+def test_events_written_while_the_broker_is_down_go_out_when_it_is_back(flow, monkeypatch):
+    flow(three_tasks())
+    case = services.case_submit(workflow="three-tasks", payload={}, actor=Actor.system("t"))
+    dead = "amqp://guest:guest@127.0.0.1:1//"
+    real = celery_app.conf.broker_url
+    monkeypatch.setattr(celery_app.conf, "broker_url", dead)
+    monkeypatch.setenv("CELERY_BROKER_URL", dead)
+    before = timezone.now()
+    published, failed = relay_outbox()
+    assert (published, failed) == (0, OutboxEvent.objects.count())
+    kept = OutboxEvent.objects.get(case=case, topic="case.submitted")
+    assert kept.published_at is None
+    assert kept.attempts == 1
+    assert "Error" in kept.last_error
+    assert kept.next_attempt_at is not None
+    assert kept.next_attempt_at >= before  # retried later, with backoff
+    monkeypatch.undo()
+    assert celery_app.conf.broker_url == real
+    # Not before its retry time...
+    assert relay_outbox(now=kept.next_attempt_at - dt.timedelta(seconds=0.5)) == (0, 0)
+    # ...then it goes out.
+    published, failed = relay_outbox(now=kept.next_attempt_at + dt.timedelta(seconds=1))
+    assert failed == 0 and published >= 1
+    kept.refresh_from_db()
+    assert kept.published_at is not None
+
+
+def test_a_consumer_handles_each_event_once():
+    event_id = str(uuid.uuid4())
+    assert event_consume_once(consumer="notifications", event_id=event_id) is True
+    assert event_consume_once(consumer="notifications", event_id=event_id) is False
+    assert event_consume_once(consumer="analytics", event_id=event_id) is True
