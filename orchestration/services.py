@@ -492,6 +492,7 @@ def _begin_attempt(step_run_id: int) -> tuple[StepRun, StepContext, float] | Non
         correlation_id=str(case.correlation_id),
         attempt=run.attempt,
         idempotency_key=str(run.idempotency_key),
+        proposed=case.proposed,
         compensating=compensating,
     )
     return run, ctx, timeout

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -86,6 +86,8 @@ class StepContext:
     attempt: int
     idempotency_key: str
     credentials: Credentials
+    # The case's proposed values as they stand now, reviewers' edits included.
+    proposed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # For compensation handlers: the output of the step being undone.
     compensating: Mapping[str, Any] | None = None
 
@@ -101,6 +103,7 @@ class StepContext:
         correlation_id: str,
         attempt: int,
         idempotency_key: str,
+        proposed: Mapping[str, Any] | None = None,
         compensating: Mapping[str, Any] | None = None,
     ) -> StepContext:
         spec = get_handler(handler)
@@ -114,6 +117,7 @@ class StepContext:
             attempt=attempt,
             idempotency_key=idempotency_key,
             credentials=Credentials(handler, spec.credentials),
+            proposed=_freeze(proposed or {}),
             compensating=_freeze(compensating) if compensating is not None else None,
         )
 

@@ -440,12 +440,13 @@ def validate(ctx: StepContext) -> Output:
 def post(ctx: StepContext) -> Output:
     """Post the invoice to the simulated ledger: expense debit, payables credit.
 
-    The posting id derives from the idempotency key, so a redelivered step run posts
-    under the same id and the ledger can dedupe it.
+    Books the GL account the case proposes now (a reviewer's edit wins over what
+    extract suggested). The posting id derives from the idempotency key, so a
+    redelivered step run posts under the same id and the ledger can dedupe it.
     """
     invoice = _invoice(ctx)
     amount = str(_check_postable(invoice))
-    gl_account = invoice.get("gl_account") or DEFAULT_GL.account
+    gl_account = ctx.proposed.get("gl_account") or invoice.get("gl_account") or DEFAULT_GL.account
     return {
         "posting_id": reference(ctx, "GL"),
         "ledger": "simulated",

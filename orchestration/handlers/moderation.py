@@ -188,10 +188,11 @@ def classify(ctx: StepContext) -> Output:
 
 @worker("moderation.apply")
 def apply(ctx: StepContext) -> Output:
-    """Apply the classifier's proposed action on the (simulated) platform.
+    """Apply the proposed action on the (simulated) platform.
 
-    Reads the latest moderation.classify output from ctx.outputs; the reference derives
-    from the idempotency key, so a redelivered step run applies nothing twice.
+    The case's current proposal (a moderator's edit) wins over the classifier's, read
+    from the latest moderation.classify output; the reference derives from the
+    idempotency key, so a redelivered step run applies nothing twice.
     """
     classified = latest_output(ctx, "classifier")
     if classified is None:
@@ -202,7 +203,8 @@ def apply(ctx: StepContext) -> Output:
         raise PermanentError(
             f"outputs.proposed.action is not one of {', '.join(APPLICABLE)}: {found!r}"
         )
-    action = proposed["action"]
+    edited = ctx.proposed.get("action")
+    action = edited if edited in APPLICABLE else proposed["action"]
     output: dict[str, Any] = {
         "applied": action,
         "label": proposed.get("label"),

@@ -25,6 +25,7 @@ def context(
     *,
     outputs: dict[str, Any] | None = None,
     compensating: dict[str, Any] | None = None,
+    proposed: dict[str, Any] | None = None,
     key: str = KEY,
 ) -> StepContext:
     return StepContext.build(
@@ -36,6 +37,7 @@ def context(
         correlation_id="corr",
         attempt=1,
         idempotency_key=key,
+        proposed=proposed,
         compensating=compensating,
     )
 
@@ -255,6 +257,17 @@ def test_post_books_the_proposed_account_against_payables():
         {"account": "6650", "side": "debit", "amount": "612.50"},
         {"account": "1600", "side": "credit", "amount": "612.50"},
     ]
+
+
+def test_post_books_the_account_a_reviewer_chose_over_the_extracted_one():
+    extracted = run("invoice.extract", {"vendor": "Grand Hotel", "text": HOTEL_TEXT})
+    out = run(
+        "invoice.post",
+        {},
+        outputs={"extract": extracted, "validate": {"outcome": "ok"}},
+        proposed={"gl_account": "6800"},
+    )
+    assert out["entries"][0] == {"account": "6800", "side": "debit", "amount": "612.50"}
 
 
 def test_post_refuses_to_run_without_an_idempotency_key():
@@ -526,6 +539,17 @@ def test_apply_applies_the_action_the_classifier_proposed():
     assert out["applied"] == "redact"
     assert out["ref"] == "MOD-01234567"
     assert out["published_text"] == "Call me at [phone]"
+
+
+def test_apply_applies_the_action_a_moderator_chose_instead():
+    classified = classify("Call me at +49 170 1234567")
+    out = run(
+        "moderation.apply",
+        {"text": "x"},
+        outputs={"classify": classified, "review": {}},
+        proposed={"action": "remove"},
+    )
+    assert out["applied"] == "remove"
 
 
 def test_apply_refuses_when_no_classification_came_before():
