@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -10,12 +11,34 @@ from simple_history.admin import SimpleHistoryAdmin
 from audit.admin_mixins import ChangeReasonAdminMixin
 from config.errors import ApplicationError
 from orchestration import services
-from orchestration.definition import InvalidDefinition
+from orchestration.definition import InvalidDefinition, parse
 from orchestration.models import Case, CircuitBreaker, DeadLetter, OutboxEvent, StepRun, Workflow
+
+
+class WorkflowForm(forms.ModelForm):
+    """Refuses a definition that does not validate, naming every problem."""
+
+    class Meta:
+        model = Workflow
+        fields = ("slug", "version", "title", "definition")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        document = data.get("definition")
+        if document is not None:
+            try:
+                parsed = parse(document)
+            except InvalidDefinition as exc:
+                self.add_error("definition", list(exc.problems))
+            else:
+                if data.get("slug") and parsed.slug != data["slug"]:
+                    self.add_error("slug", f"the definition's slug is {parsed.slug!r}")
+        return data
 
 
 @admin.register(Workflow)
 class WorkflowAdmin(ChangeReasonAdminMixin, SimpleHistoryAdmin):
+    form = WorkflowForm
     list_display = ("slug", "version", "title", "published", "published_at")
     list_filter = ("published", "slug")
     actions = ["publish"]

@@ -124,3 +124,48 @@ def test_a_published_version_is_immutable_and_a_change_makes_a_new_version():
     assert created and second.version == 2
     first.refresh_from_db()
     assert first.definition == three_tasks()
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_an_invalid_draft_naming_the_problem(admin_client):
+    doc = three_tasks()
+    doc["steps"][1]["handler"] = "test.teleport"
+    response = admin_client.post(
+        "/admin/orchestration/workflow/add/",
+        {
+            "slug": "three-tasks",
+            "version": 1,
+            "title": "Three tasks",
+            "definition": json.dumps(doc),
+            "change_reason": "new draft",
+        },
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["definition"]
+    assert any("unknown handler 'test.teleport'" in e for e in errors)
+    assert not Workflow.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_admin_drafts_and_publishes_a_workflow(admin_client):
+    response = admin_client.post(
+        "/admin/orchestration/workflow/add/",
+        {
+            "slug": "three-tasks",
+            "version": 1,
+            "title": "Three tasks",
+            "definition": json.dumps(three_tasks()),
+            "change_reason": "first draft",
+        },
+    )
+    assert response.status_code == 302
+    draft = Workflow.objects.get()
+    assert not draft.published
+    admin_client.post(
+        "/admin/orchestration/workflow/",
+        {"action": "publish", "_selected_action": [draft.pk]},
+    )
+    draft.refresh_from_db()
+    assert draft.published
+    page = admin_client.get(f"/admin/orchestration/workflow/{draft.pk}/change/")
+    assert b'name="definition"' not in page.content  # read-only once published

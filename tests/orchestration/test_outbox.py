@@ -101,3 +101,35 @@ def test_a_consumer_handles_each_event_once():
     assert event_consume_once(consumer="notifications", event_id=event_id) is True
     assert event_consume_once(consumer="notifications", event_id=event_id) is False
     assert event_consume_once(consumer="analytics", event_id=event_id) is True
+
+
+def test_a_case_submitted_while_the_broker_is_down_is_kept_and_drained_later(
+    flow, monkeypatch, django_capture_on_commit_callbacks
+):
+    from orchestration.models import Case, StepStatus, Timer, TimerKind
+    from orchestration.services import timers_fire_due
+
+    flow(three_tasks())
+    dead = "amqp://guest:guest@127.0.0.1:1//"
+    monkeypatch.setattr(celery_app.conf, "broker_url", dead)
+    monkeypatch.setenv("CELERY_BROKER_URL", dead)
+    celery_app.conf.task_always_eager = False
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            case = services.case_submit(workflow="three-tasks", payload={}, actor=Actor.system("t"))
+    finally:
+        celery_app.conf.task_always_eager = True
+    # Accepted and kept: the case, its first step run and its events are all there.
+    assert Case.objects.filter(pk=case.pk).exists()
+    run = case.step_runs.get()
+    assert run.status == StepStatus.PENDING
+    assert OutboxEvent.objects.filter(case=case, published_at__isnull=True).exists()
+    kick = Timer.objects.get(step_run=run, kind=TimerKind.RETRY)
+    # The broker is back: the relay sends the events, the kick timer sends the step.
+    monkeypatch.undo()
+    assert relay_outbox()[0] >= 1
+    assert not OutboxEvent.objects.filter(case=case, published_at__isnull=True).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        timers_fire_due(now=kick.due_at + dt.timedelta(seconds=1))
+    run.refresh_from_db()
+    assert run.status == StepStatus.SUCCEEDED
