@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -37,16 +36,18 @@ def _wait_for(case: Case, status: str, seconds: float = 60) -> Case:
 
 @pytest.fixture
 def worker_process(tmp_path):
-    """`celery -A config worker` in its own process, on a queue of its own, against the
-    test database."""
-    queue = f"e2e-{uuid.uuid4().hex[:8]}"
+    """`celery -A config worker` in its own process, against the test database.
+
+    It reads the default queue, where this process sends its tasks: Celery caches its
+    queue table on first use, so a private queue name could not be undone afterwards.
+    Tasks are idempotent, so a message some earlier run left in the queue is harmless.
+    """
     db = connection.settings_dict
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DEBUG": "1",
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "CELERY_QUEUE": queue,
         "ARBITER_DATA_DIR": str(tmp_path),
         "LOG_FORMAT": "json",
     }
@@ -64,8 +65,6 @@ def worker_process(tmp_path):
                 "solo",
                 "--concurrency",
                 "1",
-                "-Q",
-                queue,
                 "--without-gossip",
                 "--without-mingle",
                 "-l",
@@ -76,12 +75,11 @@ def worker_process(tmp_path):
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    old_queue, old_eager = celery_app.conf.task_default_queue, celery_app.conf.task_always_eager
-    celery_app.conf.task_default_queue, celery_app.conf.task_always_eager = queue, False
+    celery_app.conf.task_always_eager = False
     try:
         yield log
     finally:
-        celery_app.conf.task_default_queue, celery_app.conf.task_always_eager = old_queue, old_eager
+        celery_app.conf.task_always_eager = True
         process.terminate()
         try:
             process.wait(timeout=20)
