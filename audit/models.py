@@ -56,6 +56,8 @@ class AuditAction(models.TextChoices):
     USER_SIGN_IN_FAILED = "user.sign_in_failed"
     CLIENT_CREATED = "client.created"
     CLIENT_REVOKED = "client.revoked"
+    WEBHOOK_REGISTERED = "webhook.registered"
+    WEBHOOK_REPLAYED = "webhook.replayed"
     # Evidence
     EVIDENCE_EXPORTED = "evidence.exported"
 

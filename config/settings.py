@@ -169,10 +169,30 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "config.problems.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"client": env_str("API_THROTTLE_RATE", "1200/min")},
+    "NUM_PROXIES": env_int("TRUSTED_PROXY_HOPS", 0, minimum=0),
 }
+# Regions and skills a case may name (routing's queues use the same vocabulary).
+ARBITER_REGIONS = env_list("ARBITER_REGIONS", ["eu", "us", "apac"])
+ARBITER_SKILLS = env_list("ARBITER_SKILLS", ["invoices", "kyc", "moderation"])
 SPECTACULAR_SETTINGS = {
     "TITLE": "Arbiter API",
+    "DESCRIPTION": (
+        "Submit cases to Arbiter's workflows, follow them, cancel them and signal them. "
+        "Authenticate with `Authorization: Token <key>`. Every error is an RFC 9457 "
+        "problem details object (`application/problem+json`)."
+    ),
     "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "CaseStatusEnum": "orchestration.models.engine.CaseStatus",
+        "StepStatusEnum": "orchestration.models.engine.StepStatus",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -216,6 +236,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "heartbeat": {"task": "config.tasks.heartbeat", "schedule": 60.0},
     "orchestration-timers": {"task": "orchestration.fire_timers", "schedule": 5.0},
     "orchestration-outbox": {"task": "orchestration.relay_outbox", "schedule": 10.0},
+    "webhook-deliveries": {"task": "orchestration.deliver_due_webhooks", "schedule": 15.0},
+    "idempotency-purge": {"task": "orchestration.purge_idempotency_keys", "schedule": 3600.0},
     "audit-checkpoint": {
         "task": "audit.tasks.checkpoint",
         "schedule": float(AUDIT_CHECKPOINT_INTERVAL_SECONDS),

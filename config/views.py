@@ -11,6 +11,8 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from config.problems import json_problem
+
 
 @never_cache
 @require_GET
@@ -64,10 +66,14 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return json_problem(request, 404, f"Nothing at {request.path}.")
     return render(request, "404.html", {"path": request.path}, status=404)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return json_problem(request, 500, "Something went wrong on our side; it has been logged.")
     # Rendered without the request context: whatever broke may be in a context processor.
     from django.template import loader
 

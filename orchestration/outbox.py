@@ -19,6 +19,7 @@ from kombu import Exchange, Producer
 
 from orchestration.backoff import retry_delay
 from orchestration.definition import RetryPolicy
+from orchestration.intake import enqueue_deliveries, webhook_fan_out
 from orchestration.models import OutboxEvent, ProcessedEvent
 
 logger = logging.getLogger("arbiter.outbox")
@@ -50,7 +51,8 @@ def relay_outbox(*, batch: int = RELAY_BATCH, now: dt.datetime | None = None) ->
     published = failed = 0
     with transaction.atomic():
         due = (
-            OutboxEvent.objects.select_for_update(skip_locked=True)
+            OutboxEvent.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("case")
             .filter(published_at__isnull=True)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .order_by("created_at")[:batch]
@@ -77,6 +79,9 @@ def relay_outbox(*, batch: int = RELAY_BATCH, now: dt.datetime | None = None) ->
                     event.attempts += 1
                     event.save(update_fields=["published_at", "attempts"])
                     published += 1
+            # Choreography: webhooks hang off the published events, off the critical path.
+            deliveries = webhook_fan_out(e for e in events if e.published_at is not None)
+            transaction.on_commit(lambda: enqueue_deliveries(deliveries))
         except Exception as exc:
             unsent = [e for e in events if e.published_at is None]
             for event in unsent:

@@ -31,6 +31,7 @@ from orchestration.backoff import retry_delay
 from orchestration.definition import END_PREFIX, Definition, Step
 from orchestration.models import (
     FINISHED_CASE_STATES,
+    ApiClient,
     BreakerState,
     Case,
     CaseStatus,
@@ -260,6 +261,7 @@ def case_submit(
     workflow: str,
     payload: Mapping[str, Any],
     actor: ActorLike,
+    client: ApiClient | None = None,
     external_ref: str = "",
     proposed: Mapping[str, Any] | None = None,
     sources: list[Any] | None = None,
@@ -288,6 +290,7 @@ def case_submit(
         skills=list(skills or []),
         priority=priority,
         submitted_by=_user_or_none(actor),
+        client=client,
         current_step=flow.start,
     )
     with audit_context(correlation_id=str(case.correlation_id)):

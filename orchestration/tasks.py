@@ -21,6 +21,33 @@ def fire_timers() -> int:
     return timers_fire_due()
 
 
+@shared_task(name="orchestration.deliver_webhook", acks_late=True)
+def deliver_webhook(delivery_id: int) -> str:
+    """One attempt at one webhook delivery (a no-op unless it is due)."""
+    from orchestration.intake import webhook_deliver
+
+    return webhook_deliver(delivery_id)
+
+
+@shared_task(name="orchestration.deliver_due_webhooks")
+def deliver_due_webhooks() -> int:
+    """Beat: attempt every webhook delivery whose retry time has come."""
+    from orchestration.intake import webhook_deliver, webhook_deliveries_due
+
+    due = webhook_deliveries_due()
+    for delivery_id in due:
+        webhook_deliver(delivery_id)
+    return len(due)
+
+
+@shared_task(name="orchestration.purge_idempotency_keys")
+def purge_idempotency_keys() -> int:
+    """Beat: forget Idempotency-Keys older than 24 h."""
+    from orchestration.intake import idempotency_purge_expired
+
+    return idempotency_purge_expired()
+
+
 @shared_task(name="orchestration.relay_outbox")
 def relay_outbox() -> int:
     """After each commit that wrote events, and from beat: publish the outbox."""

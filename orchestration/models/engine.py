@@ -148,6 +148,13 @@ class Case(models.Model):
     submitted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    client = models.ForeignKey(
+        "orchestration.ApiClient",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="cases",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -158,6 +165,7 @@ class Case(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="case_status_created"),
             models.Index(fields=["external_ref"], name="case_external_ref"),
+            models.Index(fields=["client", "created_at"], name="case_client_created"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -361,3 +369,25 @@ class ProcessedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer} handled {self.event_id}"
+
+
+__all__ = [
+    "CASE_TRANSITIONS",
+    "FINISHED_CASE_STATES",
+    "STEP_TRANSITIONS",
+    "BreakerState",
+    "Case",
+    "CaseStatus",
+    "CircuitBreaker",
+    "DeadLetter",
+    "Impact",
+    "InvalidTransition",
+    "OutboxEvent",
+    "ProcessedEvent",
+    "StepRun",
+    "StepStatus",
+    "Timer",
+    "TimerKind",
+    "Workflow",
+    "check_case_transition",
+]

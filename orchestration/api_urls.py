@@ -1,0 +1,10 @@
+from django.urls import path
+
+from orchestration import api
+
+urlpatterns = [
+    path("cases/", api.CaseListView.as_view(), name="api-cases"),
+    path("cases/<uuid:case_id>/", api.CaseDetailView.as_view(), name="api-case"),
+    path("cases/<uuid:case_id>/cancel/", api.CaseCancelView.as_view(), name="api-case-cancel"),
+    path("cases/<uuid:case_id>/signals/", api.CaseSignalView.as_view(), name="api-case-signals"),
+]
