@@ -7,7 +7,14 @@ and why. Password hashes and sign-in times stay out of it.
 from django.contrib.auth import get_user_model
 from simple_history import register
 
+from audit.history import history_user
+
 # Group memberships (roles) are not tracked here: simple-history's m2m tracking
 # fails when a membership changes from the group's side (group.user_set.remove),
 # so role changes are recorded as audit events (accounts.signals), from either side.
-register(get_user_model(), app="accounts", excluded_fields=["password", "last_login"])
+register(
+    get_user_model(),
+    app="accounts",
+    excluded_fields=["password", "last_login"],
+    get_user=history_user,
+)

@@ -40,3 +40,12 @@ def history_entries(rows: Iterable[Any]) -> list[TimelineEntry]:
             )
         )
     return entries
+
+
+def history_user(request: Any = None, **kwargs: Any) -> Any:
+    """Who simple-history records as having made a change: the signed-in person, or
+    nobody for API clients and the system (audit events name those)."""
+    from django.contrib.auth import get_user_model
+
+    user = getattr(request, "user", None)
+    return user if isinstance(user, get_user_model()) else None

@@ -133,7 +133,11 @@ def idempotency_claim(*, client: ApiClient, key: str, fingerprint: str) -> Idemp
     try:
         with transaction.atomic():
             claimed = IdempotencyRecord.objects.create(
-                client=client, key=key, request_hash=fingerprint, expires_at=now + IDEMPOTENCY_TTL
+                client=client,
+                key=key,
+                request_hash=fingerprint,
+                created_at=now,
+                expires_at=now + IDEMPOTENCY_TTL,
             )
         return IdempotencyClaim(claimed, "new")
     except IntegrityError:
