@@ -323,10 +323,8 @@ def test_throttling_answers_429_with_retry_after(erp, settings):
 
     cache.clear()  # earlier tests' requests count against the same client ids
     old = ClientRateThrottle.THROTTLE_RATES
-    ClientRateThrottle.THROTTLE_RATES = {  # type: ignore[dict-item]
-        **api_settings.DEFAULT_THROTTLE_RATES,
-        "client": "3/min",
-    }
+    rates: dict = {**api_settings.DEFAULT_THROTTLE_RATES, "client": "3/min"}
+    ClientRateThrottle.THROTTLE_RATES = rates
     try:
         statuses = [erp.get("/api/v1/cases/").status_code for _ in range(4)]
         assert statuses == [200, 200, 200, 429]
