@@ -217,6 +217,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_broker_dir),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # The folder is polled; the default second per message makes a demo crawl.
+        "polling_interval": 0.05,
     }
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND").strip() or None
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
