@@ -40,10 +40,12 @@ from orchestration.models import (
     OutboxEvent,
     StepRun,
     StepStatus,
+    ThresholdPolicy,
     Timer,
     TimerKind,
     Workflow,
 )
+from orchestration.thresholds import DEFAULT_GRID, IMPACTS, Grid, build_grid, is_sampled
 from orchestration.workers import PermanentError, StepContext, get_handler
 
 logger = logging.getLogger("arbiter.engine")
@@ -143,6 +145,86 @@ def latest_published(slug: str) -> Workflow:
     if workflow is None:
         raise UnknownWorkflow(f"no published workflow {slug!r}", field="workflow")
     return workflow
+
+
+# Threshold policies -------------------------------------------------------------------
+
+
+def policy_for(workflow_slug: str, step_id: str) -> ThresholdPolicy | None:
+    """The newest grid for this review step, else for its workflow, else None (the
+    built-in default applies)."""
+    policies = ThresholdPolicy.objects.filter(workflow_slug=workflow_slug)
+    return (
+        policies.filter(step_id=step_id).order_by("-version").first()
+        or policies.filter(step_id="").order_by("-version").first()
+    )
+
+
+def policy_grid(policy: ThresholdPolicy | None) -> Grid:
+    if policy is None:
+        return DEFAULT_GRID
+    return build_grid(
+        edges=policy.edges,
+        cells=policy.cells,
+        sample_rates=policy.sample_rates,
+        allow_critical_auto=policy.critical_auto_override,
+        override_reason=policy.override_reason,
+    )
+
+
+@transaction.atomic
+def threshold_policy_save(
+    *,
+    workflow_slug: str,
+    step_id: str = "",
+    edges: list[Any],
+    cells: Mapping[str, list[Any]],
+    sample_rates: Mapping[str, list[Any]],
+    reason: str,
+    actor: ActorLike,
+    critical_auto_override: bool = False,
+    override_reason: str = "",
+) -> ThresholdPolicy:
+    """Save a grid as the next version of its policy. Refuses (InvalidGrid, naming each
+    problem; ApplicationError for a missing reason) and saves nothing when invalid."""
+    if not reason.strip():
+        raise ApplicationError("say why the grid changes", field="reason")
+    grid = build_grid(
+        edges=edges,
+        cells=cells,
+        sample_rates=sample_rates,
+        allow_critical_auto=critical_auto_override,
+        override_reason=override_reason,
+    )
+    if not Workflow.objects.filter(slug=workflow_slug).exists():
+        raise ApplicationError(f"no workflow {workflow_slug!r}", field="workflow_slug")
+    latest = (
+        ThresholdPolicy.objects.select_for_update()
+        .filter(workflow_slug=workflow_slug, step_id=step_id)
+        .order_by("-version")
+        .first()
+    )
+    policy = ThresholdPolicy(
+        workflow_slug=workflow_slug,
+        step_id=step_id,
+        version=(latest.version + 1) if latest else 1,
+        **grid.as_dict(),
+        critical_auto_override=critical_auto_override,
+        override_reason=override_reason if critical_auto_override else "",
+        reason=reason,
+        created_by=_user_or_none(actor),
+    )
+    policy._change_reason = reason  # type: ignore[attr-defined]
+    policy.save()
+    record(
+        actor=actor,
+        action=AuditAction.POLICY_CHANGED,
+        subject=policy,
+        before=policy_grid(latest).as_dict() if latest else None,
+        after={**grid.as_dict(), "version": policy.version, "step": step_id or None},
+        reason=reason,
+    )
+    return policy
 
 
 # Outbox ----------------------------------------------------------------------------
@@ -343,21 +425,10 @@ def _start_step(case: Case, step: Step, *, actor: ActorLike) -> StepRun:
                 due_at=run.started_at + dt.timedelta(seconds=step.wait_seconds),
             )
         _set_case_status(case, CaseStatus.WAITING, actor=actor)
-    else:  # review: hand it to people (routing picks it up from the outbox event)
+    else:
         run.status = StepStatus.WAITING
         run.started_at = timezone.now()
         run.save()
-        _set_case_status(case, CaseStatus.IN_REVIEW, actor=actor)
-        outbox_publish(
-            topic="review.requested",
-            case=case,
-            payload={
-                "step_run_id": run.pk,
-                "step_id": step.id,
-                "routing": dict(step.routing),
-                "sla": step.sla,
-            },
-        )
     record(
         actor=actor,
         action=AuditAction.STEP_STARTED,
@@ -366,7 +437,79 @@ def _start_step(case: Case, step: Step, *, actor: ActorLike) -> StepRun:
         correlation_id=case.correlation_id,
         after={"step": step.id, "kind": step.kind, "status": run.status},
     )
+    if step.kind == "review":
+        _gate(case, step, run)
     return run
+
+
+def _gate(case: Case, step: Step, run: StepRun) -> None:
+    """The review gate: the threshold grid picks auto, review, four_eyes or block.
+
+    Records on the step run (and in the audit trail) the policy version, the cell and
+    the action, so later policy changes never alter a decision already taken.
+    """
+    gate_actor = Actor.system("gate")
+    policy = policy_for(case.workflow.slug, step.id)
+    grid = policy_grid(policy)
+    impact = case.impact
+    previous = case.step_runs.filter(status=StepStatus.SUCCEEDED).exclude(pk=run.pk).last()
+    output = previous.output if previous is not None else None
+    if isinstance(output, Mapping) and output.get("impact") in IMPACTS:
+        impact = output["impact"]
+    cell = grid.decide(case.confidence, impact)
+    version = policy.version if policy else 0
+    sampled = cell.action == "auto" and is_sampled(str(case.pk), version, cell.sample_rate)
+    run.gate = {
+        "policy_id": policy.pk if policy else None,
+        "policy_version": version,
+        "policy_scope": (policy.step_id or "workflow") if policy else "built-in default",
+        "confidence": case.confidence,
+        "impact": impact,
+        "band": cell.band,
+        "cell": cell.label,
+        "action": cell.action,
+        "sample_rate": cell.sample_rate,
+        "sampled": sampled,
+    }
+    run.save(update_fields=["gate"])
+    record(
+        actor=gate_actor,
+        action=AuditAction.GATE_DECIDED,
+        subject=run,
+        case_id=case.pk,
+        correlation_id=case.correlation_id,
+        after=run.gate,
+    )
+    if cell.action == "auto":
+        _finish_step(case, run, outcome="approve", output={"decided_by": "gate"}, actor=gate_actor)
+        if sampled:
+            outbox_publish(
+                topic="qa.requested",
+                case=case,
+                payload={"step_run_id": run.pk, "step_id": step.id, "gate": run.gate},
+            )
+        _advance(case, run, "approve", actor=gate_actor)
+    elif cell.action == "block":
+        run.move_to(StepStatus.CANCELLED)
+        run.outcome = "blocked"
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "outcome", "finished_at"])
+        case.outcome = "blocked"
+        _set_case_status(case, CaseStatus.BLOCKED, actor=gate_actor, reason=f"gate: {cell.label}")
+    else:  # review or four_eyes: hand it to people (routing takes it from the event)
+        _set_case_status(case, CaseStatus.IN_REVIEW, actor=gate_actor)
+        outbox_publish(
+            topic="review.requested",
+            case=case,
+            payload={
+                "step_run_id": run.pk,
+                "step_id": step.id,
+                "routing": dict(step.routing),
+                "sla": step.sla,
+                "action": cell.action,
+                "gate": run.gate,
+            },
+        )
 
 
 def _advance(case: Case, run: StepRun, outcome: str, *, actor: ActorLike) -> None:

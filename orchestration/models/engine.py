@@ -235,6 +235,8 @@ class StepRun(models.Model):
     idempotency_key = models.UUIDField(default=uuid.uuid4, editable=False)
     output = models.JSONField(null=True, blank=True)
     outcome = models.CharField(max_length=32, blank=True)
+    # For review steps: the policy version, the cell and the action the gate chose.
+    gate = models.JSONField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
