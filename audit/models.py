@@ -33,6 +33,7 @@ class AuditAction(models.TextChoices):
     STEP_REPLAYED = "step.replayed"
     STEP_COMPENSATED = "step.compensated"
     GATE_DECIDED = "gate.decided"
+    QA_RECORDED = "qa.recorded"
     WORKFLOW_PUBLISHED = "workflow.published"
     # Work items and decisions (routing, review)
     ITEM_ENQUEUED = "item.enqueued"

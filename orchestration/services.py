@@ -1122,3 +1122,40 @@ def set_sla_timer(
     *, case: Case, step_run: StepRun | None, due_at: dt.datetime, **data: Any
 ) -> Timer:
     return _set_timer(kind=TimerKind.SLA, case=case, step_run=step_run, due_at=due_at, **data)
+
+
+# QA of automatic decisions ---------------------------------------------------------------
+
+
+@transaction.atomic
+def qa_finding_record(*, step_run: StepRun, reviewer: Any, agrees: bool, note: str = "") -> Any:
+    """A QA reviewer's verdict on a sampled automatic approval; a disagreement needs a
+    note. The calibration report counts these per cell and policy version."""
+    from orchestration.models import QaFinding
+
+    run = StepRun.objects.select_related("case").get(pk=step_run.pk)
+    gate = run.gate or {}
+    if gate.get("action") != "auto":
+        raise Conflict(f"step run {run.pk} was not approved automatically")
+    if not agrees and not note.strip():
+        raise ApplicationError("say what is wrong with the automatic approval", field="note")
+    if QaFinding.objects.filter(step_run=run, reviewer=reviewer).exists():
+        raise Conflict("this reviewer has already checked this approval")
+    finding = QaFinding.objects.create(
+        step_run=run,
+        reviewer=reviewer,
+        agrees=agrees,
+        note=note,
+        policy_version=int(gate.get("policy_version", 0)),
+        cell=str(gate.get("cell", "")),
+    )
+    record(
+        actor=reviewer,
+        action=AuditAction.QA_RECORDED,
+        subject=finding,
+        case_id=run.case_id,
+        correlation_id=run.case.correlation_id,
+        after={"agrees": agrees, "cell": finding.cell, "policy_version": finding.policy_version},
+        reason=note,
+    )
+    return finding

@@ -45,4 +45,30 @@ class ThresholdPolicy(models.Model):
         return f"{scope} grid v{self.version}"
 
 
-__all__ = ["ThresholdPolicy"]
+class QaFinding(models.Model):
+    """A QA reviewer's check of one automatic approval the gate sampled."""
+
+    step_run = models.ForeignKey(
+        "orchestration.StepRun", on_delete=models.CASCADE, related_name="qa_findings"
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    agrees = models.BooleanField(help_text="Does the reviewer agree with the automatic approval?")
+    note = models.TextField(blank=True)
+    # Copied from the gate so the metrics count per cell even after the policy changes.
+    policy_version = models.PositiveIntegerField()
+    cell = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["step_run", "reviewer"], name="qa_finding_once"),
+        ]
+
+    def __str__(self) -> str:
+        verdict = "agrees" if self.agrees else "disagrees"
+        return f"QA of {self.step_run_id} by {self.reviewer_id}: {verdict}"
+
+
+__all__ = ["QaFinding", "ThresholdPolicy"]

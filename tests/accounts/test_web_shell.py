@@ -43,7 +43,7 @@ def test_admins_land_in_their_area(client, adam):
     client.force_login(adam)
     response = client.get("/")
     assert response.status_code == 302
-    assert response["Location"] == "/admin/"
+    assert response["Location"] == "/settings/"
 
 
 def test_navigation_offers_only_what_the_role_may_enter(client, alice, adam):
