@@ -117,8 +117,8 @@ def test_the_live_preview_counts_how_recent_decisions_would_split(page, run_all)
     assert "<html" not in html and 'id="grid-editor"' in html
     # The default grid approved the two surest low-impact cases; all-review moves them.
     assert "<strong>2</strong> of 4 gate decisions would change" in html
-    assert "<tr><th scope=\"row\">auto</th><td>2</td><td>0</td></tr>" in html
-    assert "<tr><th scope=\"row\">review</th><td>2</td><td>4</td></tr>" in html
+    assert '<tr><th scope="row">auto</th><td>2</td><td>0</td></tr>' in html
+    assert '<tr><th scope="row">review</th><td>2</td><td>4</td></tr>' in html
     assert not ThresholdPolicy.objects.exists()  # a preview saves nothing
 
 
