@@ -57,12 +57,25 @@ def problem(
     return body
 
 
-def _flatten(detail: Any) -> Any:
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested error detail as {"field.path": [messages]}: sources.0.url, payload."""
+    flat: dict[str, list[str]] = {}
     if isinstance(detail, dict):
-        return {key: _flatten(value) for key, value in detail.items()}
-    if isinstance(detail, list):
-        return [_flatten(item) for item in detail]
-    return str(detail)
+        for key, value in detail.items():
+            name = str(key) if not prefix else f"{prefix}.{key}"
+            for path, messages in _flatten(value, name).items():
+                flat.setdefault(path, []).extend(messages)
+    elif isinstance(detail, list):
+        for index, item in enumerate(detail):
+            if isinstance(item, dict | list):
+                nested = f"{prefix}.{index}" if prefix else str(index)
+                for path, messages in _flatten(item, nested).items():
+                    flat.setdefault(path, []).extend(messages)
+            else:
+                flat.setdefault(prefix or "non_field_errors", []).append(str(item))
+    else:
+        flat.setdefault(prefix or "non_field_errors", []).append(str(detail))
+    return flat
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -83,8 +96,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     errors = None
     if isinstance(exc, exceptions.ValidationError):
-        data = _flatten(exc.detail)
-        errors = data if isinstance(data, dict) else {"non_field_errors": data}
+        errors = _flatten(exc.detail)
         detail = "The request has invalid fields; see errors."
     else:
         detail = str(exc.detail) if not isinstance(exc.detail, dict | list) else str(exc)

@@ -189,6 +189,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "orchestration.api.strict_request_bodies",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "CaseStatusEnum": "orchestration.models.engine.CaseStatus",
         "StepStatusEnum": "orchestration.models.engine.StepStatus",

@@ -10,9 +10,20 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from audit.admin_mixins import ChangeReasonAdminMixin
 from config.errors import ApplicationError
-from orchestration import services
+from orchestration import intake, services
 from orchestration.definition import InvalidDefinition, parse
-from orchestration.models import Case, CircuitBreaker, DeadLetter, OutboxEvent, StepRun, Workflow
+from orchestration.models import (
+    ApiClient,
+    Case,
+    CircuitBreaker,
+    DeadLetter,
+    OutboxEvent,
+    StepRun,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    Workflow,
+)
 
 
 class WorkflowForm(forms.ModelForm):
@@ -49,9 +60,10 @@ class WorkflowAdmin(ChangeReasonAdminMixin, SimpleHistoryAdmin):
         return ["published", "published_at", "created_by"]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return obj is None or not obj.published
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or not obj.published)
 
-    @admin.action(description="Publish the selected drafts")
+    @admin.action(description="Publish the selected drafts", permissions=["change"])
     def publish(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
         for workflow in queryset:
             try:
@@ -101,7 +113,9 @@ class CaseAdmin(SimpleHistoryAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Cancel the selected cases (runs compensations)")
+    @admin.action(
+        description="Cancel the selected cases (runs compensations)", permissions=["change"]
+    )
     def cancel(self, request: HttpRequest, queryset: QuerySet[Case]) -> None:
         for case in queryset:
             try:
@@ -132,7 +146,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Replay the selected dead letters")
+    @admin.action(description="Replay the selected dead letters", permissions=["change"])
     def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         for letter in queryset:
             try:
@@ -160,3 +174,100 @@ class OutboxEventAdmin(admin.ModelAdmin):
 @admin.register(CircuitBreaker)
 class CircuitBreakerAdmin(admin.ModelAdmin):
     list_display = ("handler", "state", "consecutive_failures", "opened_until", "updated_at")
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    list_display = ("name", "token_hint", "scopes", "active", "created_at", "revoked_at")
+    list_filter = ("active",)
+    search_fields = ("name", "=token_hint")
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f.name for f in self.model._meta.fields if f.name != "token_hash"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # clients come from `manage.py create_api_client`, which shows the token
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoke instead: the audit trail keeps naming the client
+
+    # permissions: an action is otherwise offered to anyone who may view the list.
+    @admin.action(
+        description="Revoke the selected clients (their tokens stop working)",
+        permissions=["change"],
+    )
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
+        for client in queryset:
+            if not client.active:
+                self.message_user(request, f"{client} was revoked already.", messages.WARNING)
+                continue
+            intake.api_client_revoke(
+                client=client, actor=request.user, reason="revoked in the admin"
+            )
+            self.message_user(request, f"{client} revoked.", messages.SUCCESS)
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ("client", "url", "event_types", "active", "created_at")
+    list_filter = ("active", "client")
+    # The signing secret is shown to the client once, never here.
+    fields = ("client", "url", "event_types", "active", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # intake.webhook_endpoint_create makes the secret and audits it
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    extra = 0
+    can_delete = False
+    fields = ("at", "status_code", "error", "duration_ms")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "topic",
+        "event_id",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "created_at",
+    )
+    list_filter = ("status", "endpoint")
+    search_fields = ("=event_id",)
+    list_select_related = ("endpoint__client",)
+    inlines = [WebhookAttemptInline]
+    actions = ["replay"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Replay the selected dead deliveries", permissions=["change"])
+    def replay(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        for delivery in queryset:
+            try:
+                intake.webhook_replay(delivery=delivery, actor=request.user)
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.WARNING)
+            else:
+                self.message_user(request, f"Delivery {delivery.pk} replayed.", messages.SUCCESS)

@@ -17,6 +17,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     inline_serializer,
 )
 from rest_framework import authentication, exceptions, permissions, serializers, status, throttling
@@ -107,8 +108,10 @@ class ScopedAccess(permissions.BasePermission):
     message = "This client's token does not carry the scope this request needs."
 
     def has_permission(self, request: Request, view: Any) -> bool:
+        if request.method is None or not hasattr(view, request.method.lower()):
+            return True  # no such handler: let DRF answer 405 with an Allow header
         client = client_of(request)
-        scope = view.scopes.get(request.method)
+        scope = view.scopes.get("GET" if request.method == "HEAD" else request.method)
         if client is not None:
             return scope is not None and client.has_scope(scope)
         user = request.user
@@ -157,6 +160,39 @@ ProblemSerializer = inline_serializer(
 )
 
 
+def reject_nul(value: Any, where: str = "") -> None:
+    """PostgreSQL's jsonb cannot hold U+0000; refuse it (in keys too) with a 400, not a 500."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise serializers.ValidationError(f"{where or 'A value'} contains a NUL character.")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_nul(key, "A key")
+            reject_nul(item, f"The value of {key!r}")
+    elif isinstance(value, list):
+        for item in value:
+            reject_nul(item, where)
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class ObjectField(serializers.JSONField):
+    """A JSON object (not a list, string or number) with no NUL characters."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        reject_nul(value)
+        return value
+
+
+class AnyJsonField(serializers.JSONField):
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        reject_nul(value)
+        return value
+
+
 class StrictSerializer(serializers.Serializer):
     """Refuses fields it does not know, naming them."""
 
@@ -171,7 +207,7 @@ class StrictSerializer(serializers.Serializer):
 class SourceSerializer(StrictSerializer):
     title = serializers.CharField(max_length=200)
     kind = serializers.ChoiceField(choices=SOURCE_KINDS)
-    content = serializers.JSONField(required=False, help_text="For text, json and table sources.")
+    content = AnyJsonField(required=False, help_text="For text, json and table sources.")
     url = serializers.URLField(required=False, max_length=2000, help_text="For url sources.")
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -204,48 +240,31 @@ class SourceSerializer(StrictSerializer):
 
 class CaseSubmitSerializer(StrictSerializer):
     workflow = serializers.SlugField(max_length=64)
-    payload = serializers.JSONField(help_text="A JSON object of at most 256 KiB.")
+    payload = ObjectField(help_text="A JSON object of at most 256 KiB.")
     external_ref = serializers.CharField(
         max_length=200, required=False, allow_blank=True, default=""
     )
-    proposed = serializers.JSONField(required=False, default=dict)
+    proposed = ObjectField(required=False, default=dict)
     sources = SourceSerializer(many=True, required=False, default=list, max_length=50)  # type: ignore[call-arg]
     confidence = serializers.FloatField(
         min_value=0, max_value=1, required=False, allow_null=True, default=None
     )
     impact = serializers.ChoiceField(choices=Impact.choices, default=Impact.MEDIUM)
-    region = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+    region = serializers.ChoiceField(
+        choices=settings.ARBITER_REGIONS, required=False, allow_blank=True, default=""
+    )
     skills = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False, default=list, max_length=20
+        child=serializers.ChoiceField(choices=settings.ARBITER_SKILLS),
+        required=False,
+        default=list,
+        max_length=20,
     )
     priority = serializers.IntegerField(min_value=1, max_value=5, default=3)
 
     def validate_payload(self, value: Any) -> Any:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
         size = len(json.dumps(value, separators=(",", ":")).encode())
         if size > MAX_PAYLOAD_BYTES:
             raise serializers.ValidationError(f"Is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}.")
-        return value
-
-    def validate_proposed(self, value: Any) -> Any:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        return value
-
-    def validate_region(self, value: str) -> str:
-        if value and value not in settings.ARBITER_REGIONS:
-            known = ", ".join(settings.ARBITER_REGIONS)
-            raise serializers.ValidationError(f"Unknown region {value!r}; known: {known}.")
-        return value
-
-    def validate_skills(self, value: list[str]) -> list[str]:
-        unknown = [s for s in value if s not in settings.ARBITER_SKILLS]
-        if unknown:
-            known = ", ".join(settings.ARBITER_SKILLS)
-            raise serializers.ValidationError(
-                f"Unknown skill(s) {', '.join(unknown)}; known: {known}."
-            )
         return value
 
     def validate_workflow(self, value: str) -> str:
@@ -319,12 +338,7 @@ class CaseDetailSerializer(CaseSerializer):
 
 class SignalSerializer(StrictSerializer):
     name = serializers.RegexField(r"^[a-z][a-z0-9_.-]{0,63}$", help_text="The signal's name.")
-    payload = serializers.JSONField(required=False, default=dict, help_text="A JSON object.")
-
-    def validate_payload(self, value: Any) -> Any:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        return value
+    payload = ObjectField(required=False, default=dict)
 
 
 class CancelSerializer(StrictSerializer):
@@ -344,6 +358,15 @@ class CasePagination(CursorPagination):
     max_page_size = 200
     page_size_query_param = "page_size"
     ordering = ("-created_at", "-id")
+
+    def decode_cursor(self, request: Request) -> Any:
+        # DRF answers a bad cursor with 404; it is a bad parameter, so 400 naming it.
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise exceptions.ValidationError(
+                {"cursor": ["Invalid cursor: use the `next` or `previous` link as given."]}
+            ) from None
 
 
 # Views --------------------------------------------------------------------------------
@@ -376,9 +399,44 @@ ERRORS = {
     ),
     429: OpenApiResponse(ProblemSerializer, description="Rate limit; see Retry-After."),
 }
+PROBLEM = "application/problem+json"
+
+
+def errors(*codes: int) -> dict[Any, OpenApiResponse]:
+    """The documented error responses, served as problem details."""
+    return {(code, PROBLEM): ERRORS[code] for code in codes}
+
+
+def strict_request_bodies(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular hook: request bodies refuse unknown fields, so say so."""
+    for name, schema in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request") and schema.get("type") == "object":
+            schema["additionalProperties"] = False
+    return result
+
+
+CasePage = inline_serializer(
+    name="PaginatedCaseList",
+    fields={
+        "next": serializers.URLField(allow_null=True, help_text="The next page, or null."),
+        "previous": serializers.URLField(allow_null=True, help_text="The previous page, or null."),
+        "results": CaseSerializer(many=True),
+    },
+)
+PAGE_PARAMETERS = [
+    OpenApiParameter(
+        "cursor", OpenApiTypes.STR, OpenApiParameter.QUERY, description="From `next`."
+    ),
+    OpenApiParameter(
+        "page_size",
+        {"type": "integer", "minimum": 1, "maximum": 200},
+        OpenApiParameter.QUERY,
+        description="Cases per page (default 50).",
+    ),
+]
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    OpenApiTypes.STR,
+    {"type": "string", "minLength": 1, "maxLength": 255},
     OpenApiParameter.HEADER,
     required=False,
     description="At most 255 characters. Repeating a request with the same key and body "
@@ -398,8 +456,8 @@ class CaseListView(BaseApiView):
 
     @extend_schema(
         operation_id="cases_list",
-        parameters=[CaseFilterSerializer],
-        responses={200: CaseSerializer(many=True), **{k: ERRORS[k] for k in (400, 401, 403, 429)}},
+        parameters=[CaseFilterSerializer, *PAGE_PARAMETERS],
+        responses={200: CasePage, **errors(400, 401, 403, 429)},
         description="The client's cases, newest first, with cursor pagination.",
     )
     def get(self, request: Request) -> Response:
@@ -425,7 +483,7 @@ class CaseListView(BaseApiView):
         operation_id="cases_create",
         request=CaseSubmitSerializer,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={201: CaseSerializer, **{k: ERRORS[k] for k in (400, 401, 403, 409, 422, 429)}},
+        responses={201: CaseSerializer, **errors(400, 401, 403, 409, 422, 429)},
         description="Submit a case. It starts on the newest published version of the workflow.",
     )
     def post(self, request: Request) -> Response:
@@ -499,7 +557,7 @@ class CaseDetailView(BaseApiView):
 
     @extend_schema(
         operation_id="cases_retrieve",
-        responses={200: CaseDetailSerializer, **{k: ERRORS[k] for k in (401, 403, 404, 429)}},
+        responses={200: CaseDetailSerializer, **errors(401, 403, 404, 429)},
     )
     def get(self, request: Request, case_id: str) -> Response:
         case = get_visible_case(request, case_id, prefetch=True)
@@ -522,7 +580,7 @@ class CaseCancelView(BaseApiView):
     @extend_schema(
         operation_id="cases_cancel",
         request=CancelSerializer,
-        responses={202: CaseSerializer, **{k: ERRORS[k] for k in (400, 401, 403, 404, 409, 429)}},
+        responses={202: CaseSerializer, **errors(400, 401, 403, 404, 409, 429)},
         description="Cancel the case: open steps stop and completed steps are compensated.",
     )
     def post(self, request: Request, case_id: str) -> Response:
@@ -541,7 +599,7 @@ class CaseSignalView(BaseApiView):
     @extend_schema(
         operation_id="cases_signal",
         request=SignalSerializer,
-        responses={202: CaseSerializer, **{k: ERRORS[k] for k in (400, 401, 403, 404, 409, 429)}},
+        responses={202: CaseSerializer, **errors(400, 401, 403, 404, 409, 429)},
         description="Deliver a named signal to the step the case waits in.",
     )
     def post(self, request: Request, case_id: str) -> Response:

@@ -269,10 +269,11 @@ def webhook_deliver(delivery_id: int) -> str:
     status_code: int | None = None
     error = ""
     try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310
+        with _NO_REDIRECTS.open(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
             status_code = response.status
     except urllib.error.HTTPError as exc:
         status_code, error = exc.code, f"HTTP {exc.code}"
+        exc.close()
     except (urllib.error.URLError, OSError, ValueError) as exc:
         error = f"{type(exc).__name__}: {exc}"
     duration_ms = int((time.monotonic() - started) * 1000)
@@ -299,6 +300,17 @@ def webhook_deliver(delivery_id: int) -> str:
                 delivery.next_attempt_at = next_at
         delivery.save()
     return delivery.status
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failed attempt: following it would turn the signed POST into a
+    bodiless GET to wherever the receiver points (and count that as delivered)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
 def webhook_deliveries_due(limit: int = 200) -> list[int]:

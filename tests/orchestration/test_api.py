@@ -104,12 +104,15 @@ def test_submitting_a_case_answers_201_with_the_contracts_fields(erp):
         ({"confidence": -0.1}, "confidence"),
         ({"impact": "apocalyptic"}, "impact"),
         ({"region": "mars"}, "region"),
-        ({"skills": ["juggling"]}, "skills"),
+        ({"skills": ["juggling"]}, "skills.0"),
         ({"priority": 9}, "priority"),
-        ({"sources": [{"title": "x", "kind": "url"}]}, "sources"),
-        ({"sources": [{"title": "x", "kind": "url", "url": "javascript:alert(1)"}]}, "sources"),
-        ({"sources": [{"title": "x", "kind": "text", "content": {"a": 1}}]}, "sources"),
-        ({"sources": [{"title": "x", "kind": "movie", "content": "x"}]}, "sources"),
+        ({"sources": [{"title": "x", "kind": "url"}]}, "sources.0.url"),
+        (
+            {"sources": [{"title": "x", "kind": "url", "url": "javascript:alert(1)"}]},
+            "sources.0.url",
+        ),
+        ({"sources": [{"title": "x", "kind": "text", "content": {"a": 1}}]}, "sources.0.content"),
+        ({"sources": [{"title": "x", "kind": "movie", "content": "x"}]}, "sources.0.kind"),
         ({"colour": "blue"}, "colour"),
     ],
 )
@@ -369,3 +372,35 @@ def test_submission_is_audited_with_the_client_as_actor(erp):
     assert (event.actor_kind, event.actor_name) == ("api_client", "erp")
     assert event.request_id and event.client_ip == "127.0.0.1"
     assert services  # the services module is what the view calls
+
+
+def test_nul_characters_are_a_400_not_a_server_error(erp):
+    body = is_problem(erp.post("/api/v1/cases/", SUBMISSION | {"payload": {"a": "x\u0000y"}}), 400)
+    assert "payload" in body["errors"]
+    body = is_problem(erp.post("/api/v1/cases/", SUBMISSION | {"proposed": {"k\u0000": 1}}), 400)
+    assert "proposed" in body["errors"]
+    assert not Case.objects.exists()
+
+
+def test_an_unsupported_method_is_405_with_allow(erp):
+    response = erp.http.delete("/api/v1/cases/")
+    is_problem(response, 405)
+    assert "POST" in response["Allow"]
+
+
+def test_the_list_is_documented_as_a_page_and_errors_as_problem_json(client):
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    listing = schema["paths"]["/api/v1/cases/"]["get"]
+    page = listing["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert page.endswith("/PaginatedCaseList")
+    assert {p["name"] for p in listing["parameters"]} >= {"cursor", "page_size", "status"}
+    assert "application/problem+json" in listing["responses"]["400"]["content"]
+    submit = schema["components"]["schemas"]["CaseSubmitRequest"]
+    assert submit["additionalProperties"] is False
+    assert submit["properties"]["payload"]["type"] == "object"
+    header = next(
+        p
+        for p in schema["paths"]["/api/v1/cases/"]["post"]["parameters"]
+        if p["name"] == "Idempotency-Key"
+    )
+    assert (header["schema"]["minLength"], header["schema"]["maxLength"]) == (1, 255)

@@ -169,3 +169,20 @@ def test_an_admin_drafts_and_publishes_a_workflow(admin_client):
     assert draft.published
     page = admin_client.get(f"/admin/orchestration/workflow/{draft.pk}/change/")
     assert b'name="definition"' not in page.content  # read-only once published
+
+
+@pytest.mark.django_db
+def test_auditors_can_neither_publish_nor_delete_workflows_in_the_admin(client, audrey):
+    draft, _ = __import__("orchestration.services", fromlist=["x"]).workflow_load(
+        document=three_tasks(), actor=audrey, publish=False
+    )
+    client.force_login(audrey)
+    page = client.get("/admin/orchestration/workflow/")
+    assert page.status_code == 200
+    assert b'value="publish"' not in page.content
+    client.post(
+        "/admin/orchestration/workflow/", {"action": "publish", "_selected_action": [draft.pk]}
+    )
+    assert client.get(f"/admin/orchestration/workflow/{draft.pk}/delete/").status_code == 403
+    draft.refresh_from_db()
+    assert not draft.published
