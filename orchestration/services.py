@@ -309,6 +309,27 @@ def _lock_case(case_id: Any) -> Case:
     return Case.objects.select_for_update().select_related("workflow").get(pk=case_id)
 
 
+def _audit(case: Case, subject: Any, action: str, *, actor: ActorLike, **fields: Any) -> None:
+    """An audit event about `subject`, in the case's chain, with its correlation id."""
+    record(
+        actor=actor,
+        action=action,
+        subject=subject,
+        case_id=case.pk,
+        correlation_id=case.correlation_id,
+        **fields,
+    )
+
+
+def _lock_step_run(step_run_id: Any) -> tuple[Case, StepRun]:
+    """Lock a step run's case (first, as everywhere) and then the step run itself."""
+    case_id = StepRun.objects.filter(pk=step_run_id).values_list("case_id", flat=True).get()
+    case = _lock_case(case_id)
+    run = StepRun.objects.select_for_update().get(pk=step_run_id)
+    run.case = case
+    return case, run
+
+
 def _set_case_status(case: Case, status: str, *, actor: ActorLike, reason: str = "") -> None:
     before = case.status
     case.move_to(status)
@@ -323,12 +344,11 @@ def _set_case_status(case: Case, status: str, *, actor: ActorLike, reason: str =
     )
     # case_cancel records the cancellation itself, with its reason.
     if status in FINISHED_CASE_STATES and status != CaseStatus.CANCELLED:
-        record(
+        _audit(
+            case,
+            case,
+            AuditAction.CASE_COMPLETED,
             actor=actor,
-            action=AuditAction.CASE_COMPLETED,
-            subject=case,
-            case_id=case.pk,
-            correlation_id=case.correlation_id,
             before={"status": before},
             after={"status": status, "outcome": case.outcome},
             reason=reason,
@@ -429,12 +449,11 @@ def _start_step(case: Case, step: Step, *, actor: ActorLike) -> StepRun:
         run.status = StepStatus.WAITING
         run.started_at = timezone.now()
         run.save()
-    record(
+    _audit(
+        case,
+        run,
+        AuditAction.STEP_STARTED,
         actor=actor,
-        action=AuditAction.STEP_STARTED,
-        subject=run,
-        case_id=case.pk,
-        correlation_id=case.correlation_id,
         after={"step": step.id, "kind": step.kind, "status": run.status},
     )
     if step.kind == "review":
@@ -472,12 +491,11 @@ def _gate(case: Case, step: Step, run: StepRun) -> None:
         "sampled": sampled,
     }
     run.save(update_fields=["gate"])
-    record(
+    _audit(
+        case,
+        run,
+        AuditAction.GATE_DECIDED,
         actor=gate_actor,
-        action=AuditAction.GATE_DECIDED,
-        subject=run,
-        case_id=case.pk,
-        correlation_id=case.correlation_id,
         after=run.gate,
     )
     if cell.action == "auto":
@@ -536,12 +554,11 @@ def _finish_step(
         case.proposed = {**case.proposed, **output["proposed"]}
     if isinstance(output.get("confidence"), int | float) and 0 <= output["confidence"] <= 1:
         case.confidence = float(output["confidence"])
-    record(
+    _audit(
+        case,
+        run,
+        AuditAction.STEP_SUCCEEDED,
         actor=actor,
-        action=AuditAction.STEP_SUCCEEDED,
-        subject=run,
-        case_id=case.pk,
-        correlation_id=case.correlation_id,
         after={"step": run.step_id, "outcome": outcome, "attempt": run.attempt},
     )
 
@@ -694,10 +711,7 @@ def step_run_execute(step_run_id: int) -> None:
 def _attempt_succeeded(
     step_run_id: int, attempt: int, output: dict[str, Any], *, actor: ActorLike
 ) -> None:
-    run = StepRun.objects.get(pk=step_run_id)
-    case = _lock_case(run.case_id)
-    run = StepRun.objects.select_for_update().get(pk=step_run_id)
-    run.case = case
+    case, run = _lock_step_run(step_run_id)
     if run.status != StepStatus.RUNNING or run.attempt != attempt:
         logger.info("discarding the result of stale attempt %s of step run %s", attempt, run.pk)
         return
@@ -723,10 +737,7 @@ def _attempt_succeeded(
 def _attempt_failed(
     step_run_id: int, attempt: int, exc: BaseException, *, actor: ActorLike
 ) -> None:
-    run = StepRun.objects.get(pk=step_run_id)
-    case = _lock_case(run.case_id)
-    run = StepRun.objects.select_for_update().get(pk=step_run_id)
-    run.case = case
+    case, run = _lock_step_run(step_run_id)
     if run.status != StepStatus.RUNNING or run.attempt != attempt:
         return
     _attempt_failed_locked(case, run, exc, actor=actor)
@@ -745,12 +756,11 @@ def _attempt_failed_locked(
         run.move_to(StepStatus.FAILED)
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "last_error", "finished_at"])
-        record(
+        _audit(
+            case,
+            run,
+            AuditAction.STEP_FAILED,
             actor=actor,
-            action=AuditAction.STEP_FAILED,
-            subject=run,
-            case_id=case.pk,
-            correlation_id=case.correlation_id,
             after={"step": run.step_id, "error": error, "attempt": run.attempt},
         )
         _compensate(case, actor=actor, reason=f"step {run.step_id} failed permanently: {error}")
@@ -792,12 +802,11 @@ def _dead_letter(case: Case, run: StepRun, exc: BaseException, *, actor: ActorLi
         traceback="".join(traceback.format_exception(exc)),
         attempts=run.attempt,
     )
-    record(
+    _audit(
+        case,
+        run,
+        AuditAction.STEP_DEAD_LETTERED,
         actor=actor,
-        action=AuditAction.STEP_DEAD_LETTERED,
-        subject=run,
-        case_id=case.pk,
-        correlation_id=case.correlation_id,
         after={
             "step": run.step_id,
             "error": run.last_error,
@@ -825,10 +834,7 @@ def _dead_letter(case: Case, run: StepRun, exc: BaseException, *, actor: ActorLi
 def step_run_timeout(step_run_id: int, attempt: int) -> None:
     """A running attempt passed its deadline (a hung handler or a dead worker): count it
     as a failed attempt."""
-    run = StepRun.objects.get(pk=step_run_id)
-    case = _lock_case(run.case_id)
-    run = StepRun.objects.select_for_update().get(pk=step_run_id)
-    run.case = case
+    case, run = _lock_step_run(step_run_id)
     if run.status != StepStatus.RUNNING or run.attempt != attempt:
         return
     _attempt_failed_locked(
@@ -866,12 +872,11 @@ def dead_letter_replay(*, dead_letter: DeadLetter, actor: ActorLike, reason: str
         actor=actor,
         reason=reason or "dead letter replayed",
     )
-    record(
+    _audit(
+        case,
+        run,
+        AuditAction.STEP_REPLAYED,
         actor=actor,
-        action=AuditAction.STEP_REPLAYED,
-        subject=run,
-        case_id=case.pk,
-        correlation_id=case.correlation_id,
         after={"step": run.step_id, "dead_letter": letter.pk},
         reason=reason,
     )
@@ -912,12 +917,11 @@ def _continue_compensation(case: Case, *, actor: ActorLike) -> None:
             is_compensation=True,
             compensates=original,
         )
-        record(
+        _audit(
+            case,
+            run,
+            AuditAction.STEP_STARTED,
             actor=actor,
-            action=AuditAction.STEP_STARTED,
-            subject=run,
-            case_id=case.pk,
-            correlation_id=case.correlation_id,
             after={"step": original.step_id, "compensation": step.compensate},
         )
         _enqueue_step(run)
@@ -1016,10 +1020,7 @@ def review_step_complete(
     Called by routing/review when people have decided (or by the gate when the
     threshold grid decides automatically).
     """
-    run = StepRun.objects.get(pk=step_run.pk)
-    case = _lock_case(run.case_id)
-    run = StepRun.objects.select_for_update().get(pk=step_run.pk)
-    run.case = case
+    case, run = _lock_step_run(step_run.pk)
     if run.kind != "review" or run.status != StepStatus.WAITING:
         raise Conflict(f"step run {run.pk} is not a review waiting for a decision")
     if outcome not in wf_definition.REVIEW_OUTCOMES:
