@@ -59,6 +59,7 @@ class AuditAction(models.TextChoices):
     CLIENT_REVOKED = "client.revoked"
     WEBHOOK_REGISTERED = "webhook.registered"
     WEBHOOK_REPLAYED = "webhook.replayed"
+    WEBHOOK_REMOVED = "webhook.removed"
     # Evidence
     EVIDENCE_EXPORTED = "evidence.exported"
 

@@ -29,7 +29,16 @@ from rest_framework.views import APIView
 from audit.context import Actor, ActorLike
 from config.problems import problem
 from orchestration import intake, services
-from orchestration.models import ApiClient, Case, CaseStatus, Impact, Scope, StepRun, Workflow
+from orchestration.models import (
+    ApiClient,
+    Case,
+    CaseStatus,
+    Impact,
+    Scope,
+    StepRun,
+    WebhookEndpoint,
+    Workflow,
+)
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 SOURCE_KINDS = ("text", "json", "table", "url")
@@ -294,6 +303,7 @@ class StepRunSerializer(serializers.ModelSerializer):
             "attempts",
             "outcome",
             "output",
+            "gate",
             "last_error",
             "started_at",
             "finished_at",
@@ -343,6 +353,47 @@ class SignalSerializer(StrictSerializer):
 
 class CancelSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["id", "url", "event_types", "active", "created_at"]
+
+
+class WebhookCreatedSerializer(WebhookSerializer):
+    secret = serializers.CharField(help_text="The signing secret. Shown only in this response.")
+
+    class Meta(WebhookSerializer.Meta):
+        fields = [*WebhookSerializer.Meta.fields, "secret"]
+
+
+TOPICS = (
+    "*",
+    "case.submitted",
+    "case.approved",
+    "case.rejected",
+    "case.blocked",
+    "case.cancelled",
+    "case.compensated",
+    "case.compensation_failed",
+    "case.stalled",
+    "review.requested",
+    "qa.requested",
+    "step.dead_lettered",
+)
+
+
+class WebhookCreateSerializer(StrictSerializer):
+    url = serializers.URLField(max_length=500)
+    event_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=TOPICS), min_length=1, max_length=len(TOPICS)
+    )
+
+    def validate_url(self, value: str) -> str:
+        if not value.lower().startswith(("https://", "http://")):
+            raise serializers.ValidationError("Use an http or https URL.")
+        return value
 
 
 class CaseFilterSerializer(serializers.Serializer):
@@ -613,3 +664,53 @@ class CaseSignalView(BaseApiView):
             actor=actor_of(request),
         )
         return Response(CaseSerializer(case).data, status=status.HTTP_202_ACCEPTED)
+
+
+class WebhookListView(BaseApiView):
+    scopes = {"GET": Scope.WEBHOOKS_MANAGE, "POST": Scope.WEBHOOKS_MANAGE}
+
+    @extend_schema(
+        operation_id="webhooks_list",
+        responses={200: WebhookSerializer(many=True), **errors(401, 403, 429)},
+        description="This client's webhook endpoints (secrets are never shown again).",
+    )
+    def get(self, request: Request) -> Response:
+        endpoints = WebhookEndpoint.objects.filter(client=client_of(request)).order_by("id")
+        return Response(WebhookSerializer(endpoints, many=True).data)
+
+    @extend_schema(
+        operation_id="webhooks_create",
+        request=WebhookCreateSerializer,
+        responses={201: WebhookCreatedSerializer, **errors(400, 401, 403, 429)},
+        description="Register an endpoint for event types (`*` for all). The response "
+        "carries the signing secret, once.",
+    )
+    def post(self, request: Request) -> Response:
+        client = client_of(request)
+        if client is None:
+            raise exceptions.PermissionDenied("Only API clients register webhooks.")
+        body = WebhookCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        endpoint = intake.webhook_endpoint_create(
+            client=client,
+            url=body.validated_data["url"],
+            event_types=body.validated_data["event_types"],
+            actor=actor_of(request),
+        )
+        return Response(WebhookCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+
+
+class WebhookDetailView(BaseApiView):
+    scopes = {"DELETE": Scope.WEBHOOKS_MANAGE}
+
+    @extend_schema(
+        operation_id="webhooks_destroy",
+        responses={204: None, **errors(401, 403, 404, 429)},
+        description="Stop deliveries to this endpoint (its delivery log is kept).",
+    )
+    def delete(self, request: Request, webhook_id: int) -> Response:
+        endpoint = WebhookEndpoint.objects.filter(client=client_of(request), pk=webhook_id).first()
+        if endpoint is None:
+            raise exceptions.NotFound(f"No webhook {webhook_id}.")
+        intake.webhook_endpoint_disable(endpoint=endpoint, actor=actor_of(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -356,6 +356,20 @@ def enqueue_deliveries(ids: Iterable[int]) -> None:
         _send_delivery(delivery_id)
 
 
+@transaction.atomic
+def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, actor: ActorLike) -> WebhookEndpoint:
+    """Stop deliveries to an endpoint at once; its delivery log is kept."""
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    if endpoint.active:
+        endpoint.active = False
+        endpoint.save(update_fields=["active"])
+        WebhookDelivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.PENDING).update(
+            status=DeliveryStatus.DEAD, next_attempt_at=None, last_error="endpoint removed"
+        )
+        record(actor=actor, action=AuditAction.WEBHOOK_REMOVED, subject=endpoint)
+    return endpoint
+
+
 def new_webhook_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(24)
 

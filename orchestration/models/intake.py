@@ -15,6 +15,7 @@ class Scope(models.TextChoices):
     CASES_READ = "cases:read", "Read its own cases"
     CASES_CANCEL = "cases:cancel", "Cancel its own cases"
     SIGNALS_WRITE = "signals:write", "Send signals to its own cases"
+    WEBHOOKS_MANAGE = "webhooks:manage", "Register and remove its webhook endpoints"
 
 
 TOKEN_PREFIX = "arb_"  # noqa: S105  (a public prefix, not a secret)

@@ -404,3 +404,33 @@ def test_the_list_is_documented_as_a_page_and_errors_as_problem_json(client):
         if p["name"] == "Idempotency-Key"
     )
     assert (header["schema"]["minLength"], header["schema"]["maxLength"]) == (1, 255)
+
+
+def test_a_client_registers_lists_and_removes_its_webhooks(workflows):
+    from orchestration.models import WebhookEndpoint
+
+    _, token = make_client(scopes=["cases:write", "webhooks:manage"])
+    api = Api(token)
+    created = api.post(
+        "/api/v1/webhooks/",
+        {"url": "https://hooks.example/arbiter", "event_types": ["case.approved"]},
+    )
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["secret"].startswith("whsec_")
+    listed = api.get("/api/v1/webhooks/").json()
+    assert [w["url"] for w in listed] == ["https://hooks.example/arbiter"]
+    assert "secret" not in listed[0]  # shown once, at creation
+    body_errors = is_problem(
+        api.post("/api/v1/webhooks/", {"url": "ftp://x.example", "event_types": ["case.exploded"]}),
+        400,
+    )
+    assert {"url", "event_types.0"} <= set(body_errors["errors"])
+    _, other = make_client("other", scopes=["webhooks:manage"])
+    is_problem(Api(other).http.delete(f"/api/v1/webhooks/{body['id']}/"), 404)
+    assert api.http.delete(f"/api/v1/webhooks/{body['id']}/").status_code == 204
+    assert not WebhookEndpoint.objects.get(pk=body["id"]).active
+
+
+def test_webhooks_need_their_scope(erp):
+    is_problem(erp.get("/api/v1/webhooks/"), 403)
