@@ -23,7 +23,9 @@ def sync_role_permissions(sender: AppConfig, **kwargs: Any) -> None:
     perms = Permission.objects.using(using).filter(content_type__app_label=sender.label)
     if not perms.exists():
         return
-    groups = {g.name: g for g in Group.objects.using(using).filter(name__in=Role.values)}
+    # The groups come from a data migration; make sure of them here too, since a test
+    # database flush empties them while post_migrate still runs.
+    groups = {name: Group.objects.using(using).get_or_create(name=name)[0] for name in Role.values}
     if Role.AUDITOR in groups:
         groups[Role.AUDITOR].permissions.add(*perms.filter(codename__startswith="view_"))
     if Role.ADMIN in groups:

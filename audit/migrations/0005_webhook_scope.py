@@ -4,15 +4,56 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0004_qa_action'),
+        ("audit", "0004_qa_action"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditevent',
-            name='action',
-            field=models.CharField(choices=[('case.submitted', 'Case Submitted'), ('case.cancelled', 'Case Cancelled'), ('case.completed', 'Case Completed'), ('case.signalled', 'Case Signalled'), ('step.started', 'Step Started'), ('step.succeeded', 'Step Succeeded'), ('step.failed', 'Step Failed'), ('step.retried', 'Step Retried'), ('step.timed_out', 'Step Timed Out'), ('step.dead_lettered', 'Step Dead Lettered'), ('step.replayed', 'Step Replayed'), ('step.compensated', 'Step Compensated'), ('gate.decided', 'Gate Decided'), ('qa.recorded', 'Qa Recorded'), ('workflow.published', 'Workflow Published'), ('item.enqueued', 'Item Enqueued'), ('item.claimed', 'Item Claimed'), ('item.released', 'Item Released'), ('item.reassigned', 'Item Reassigned'), ('item.escalated', 'Item Escalated'), ('item.snoozed', 'Item Snoozed'), ('decision.recorded', 'Decision Recorded'), ('sla.warned', 'Sla Warned'), ('sla.breached', 'Sla Breached'), ('policy.changed', 'Policy Changed'), ('queue.changed', 'Queue Changed'), ('sla_policy.changed', 'Sla Policy Changed'), ('user.created', 'User Created'), ('user.roles_changed', 'User Roles Changed'), ('user.signed_in', 'User Signed In'), ('user.signed_out', 'User Signed Out'), ('user.sign_in_failed', 'User Sign In Failed'), ('client.created', 'Client Created'), ('client.revoked', 'Client Revoked'), ('webhook.registered', 'Webhook Registered'), ('webhook.replayed', 'Webhook Replayed'), ('webhook.removed', 'Webhook Removed'), ('evidence.exported', 'Evidence Exported')], max_length=48),
+            model_name="auditevent",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("case.submitted", "Case Submitted"),
+                    ("case.cancelled", "Case Cancelled"),
+                    ("case.completed", "Case Completed"),
+                    ("case.signalled", "Case Signalled"),
+                    ("step.started", "Step Started"),
+                    ("step.succeeded", "Step Succeeded"),
+                    ("step.failed", "Step Failed"),
+                    ("step.retried", "Step Retried"),
+                    ("step.timed_out", "Step Timed Out"),
+                    ("step.dead_lettered", "Step Dead Lettered"),
+                    ("step.replayed", "Step Replayed"),
+                    ("step.compensated", "Step Compensated"),
+                    ("gate.decided", "Gate Decided"),
+                    ("qa.recorded", "Qa Recorded"),
+                    ("workflow.published", "Workflow Published"),
+                    ("item.enqueued", "Item Enqueued"),
+                    ("item.claimed", "Item Claimed"),
+                    ("item.released", "Item Released"),
+                    ("item.reassigned", "Item Reassigned"),
+                    ("item.escalated", "Item Escalated"),
+                    ("item.snoozed", "Item Snoozed"),
+                    ("decision.recorded", "Decision Recorded"),
+                    ("sla.warned", "Sla Warned"),
+                    ("sla.breached", "Sla Breached"),
+                    ("policy.changed", "Policy Changed"),
+                    ("queue.changed", "Queue Changed"),
+                    ("sla_policy.changed", "Sla Policy Changed"),
+                    ("user.created", "User Created"),
+                    ("user.roles_changed", "User Roles Changed"),
+                    ("user.signed_in", "User Signed In"),
+                    ("user.signed_out", "User Signed Out"),
+                    ("user.sign_in_failed", "User Sign In Failed"),
+                    ("client.created", "Client Created"),
+                    ("client.revoked", "Client Revoked"),
+                    ("webhook.registered", "Webhook Registered"),
+                    ("webhook.replayed", "Webhook Replayed"),
+                    ("webhook.removed", "Webhook Removed"),
+                    ("evidence.exported", "Evidence Exported"),
+                ],
+                max_length=48,
+            ),
         ),
     ]
