@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -71,18 +71,26 @@ def event_hash(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_bytes(fields)).hexdigest()
 
 
-def heads_digest(heads: Iterable[tuple[str, int, str]]) -> str:
-    """A digest over every chain head (chain, last chain_seq, last hash), in any order.
+class HeadsDigest:
+    """A digest over chain heads (chain, last chain_seq, last hash), in any order.
 
     The sum modulo 2**256 of each head's SHA-256: independent of the order the
-    database returns chains in (collations differ), and a missing, shortened or
-    altered chain changes it.
+    database returns chains in (collations differ), so heads can be added one at a
+    time as a stream passes them, in constant memory. A missing, shortened or altered
+    chain changes it.
     """
-    total = 0
-    for chain, seq, head_hash in heads:
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.count = 0
+
+    def add(self, chain: str, seq: int, head_hash: str) -> None:
         item = hashlib.sha256(f"{chain}\t{seq}\t{head_hash}".encode()).digest()
-        total = (total + int.from_bytes(item, "big")) % _MODULUS
-    return f"{total:064x}"
+        self.total = (self.total + int.from_bytes(item, "big")) % _MODULUS
+        self.count += 1
+
+    def hexdigest(self) -> str:
+        return f"{self.total:064x}"
 
 
 _MODULUS = 2**256

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit import context
 from audit.context import Actor, ActorLike
-from audit.hashing import GENESIS_HASH, checkpoint_hash, event_hash, heads_digest, to_json_value
+from audit.hashing import GENESIS_HASH, HeadsDigest, checkpoint_hash, event_hash, to_json_value
 from audit.models import GLOBAL_CHAIN, AuditAction, AuditCheckpoint, AuditEvent
 
 
@@ -133,22 +133,16 @@ def checkpoint_create() -> AuditCheckpoint:
         with connection.cursor() as cursor:
             cursor.execute("LOCK TABLE audit_auditevent IN SHARE MODE")
     max_event_id = AuditEvent.objects.aggregate(m=models.Max("id"))["m"] or 0
-    chain_count = 0
-
-    def counted(heads: Iterator[tuple[str, int, str]]) -> Iterator[tuple[str, int, str]]:
-        nonlocal chain_count
-        for head in heads:
-            chain_count += 1
-            yield head
-
-    digest = heads_digest(counted(iter_heads(max_event_id=max_event_id)))
+    digest = HeadsDigest()
+    for head in iter_heads(max_event_id=max_event_id):
+        digest.add(*head)
     previous = AuditCheckpoint.objects.order_by("-id").values_list("hash", flat=True).first()
     checkpoint = AuditCheckpoint(
         created_at=timezone.now(),
         max_event_id=max_event_id,
-        chain_count=chain_count,
+        chain_count=digest.count,
         event_count=AuditEvent.objects.filter(id__lte=max_event_id).count(),
-        heads_digest=digest,
+        heads_digest=digest.hexdigest(),
         prev_hash=previous or GENESIS_HASH,
     )
     checkpoint.hash = checkpoint_hash(checkpoint.hashed_fields())

@@ -13,10 +13,10 @@ from audit.hashing import (
     GENESIS_HASH,
     HASH_VERSION,
     HASHED_FIELDS,
+    HeadsDigest,
     canonical_time,
     checkpoint_hash,
     event_hash,
-    heads_digest,
 )
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.services import chain_for
@@ -111,7 +111,9 @@ def verify(*, case_id: str | None = None, chunk_size: int = 5000) -> Verificatio
     if case_id is None:
         checkpoint = _check_checkpoint_chain(result)
     limit = checkpoint.max_event_id if checkpoint else 0
-    heads_then: list[tuple[str, int, str]] = []
+    # The heads as they stood at the checkpoint, digested as the stream passes them:
+    # memory stays flat however many chains there are.
+    heads_then = HeadsDigest()
     events_then = 0
 
     chain: str | None = None
@@ -121,7 +123,7 @@ def verify(*, case_id: str | None = None, chunk_size: int = 5000) -> Verificatio
     for row in events.values_list(*_FIELDS).iterator(chunk_size=chunk_size):
         if row[_CHAIN_IDX] != chain:
             if head_then is not None:
-                heads_then.append(head_then)
+                heads_then.add(*head_then)
             chain, expected_seq, prev_hash, head_then = row[_CHAIN_IDX], 1, GENESIS_HASH, None
             result.chains_checked += 1
         event_id, seq, stored_hash = row[0], row[_SEQ_IDX], row[-1]
@@ -141,21 +143,20 @@ def verify(*, case_id: str | None = None, chunk_size: int = 5000) -> Verificatio
             events_then += 1
         expected_seq, prev_hash = seq + 1, stored_hash
     if head_then is not None:
-        heads_then.append(head_then)
+        heads_then.add(*head_then)
 
     if checkpoint is not None and result.checkpoint_problem is None:
         result.checkpoint_id = checkpoint.pk
-        digest = heads_digest(heads_then)
         if (
-            digest != checkpoint.heads_digest
-            or len(heads_then) != checkpoint.chain_count
+            heads_then.hexdigest() != checkpoint.heads_digest
+            or heads_then.count != checkpoint.chain_count
             or events_then != checkpoint.event_count
         ):
             result.checkpoint_problem = CheckpointProblem(
                 checkpoint.pk,
                 f"when it was taken (up to event #{checkpoint.max_event_id}) there were "
                 f"{checkpoint.chain_count} chains and {checkpoint.event_count} events; "
-                f"now there are {len(heads_then)} chains and {events_then} events up to "
+                f"now there are {heads_then.count} chains and {events_then} events up to "
                 "that point with different heads: a chain or the newest events of a "
                 "chain were removed or rewritten",
             )
