@@ -461,6 +461,21 @@ def _start_step(case: Case, step: Step, *, actor: ActorLike) -> StepRun:
     return run
 
 
+ReviewHook = Callable[..., Any]
+_review_hooks: list[ReviewHook] = []
+
+
+def register_review_hook(hook: ReviewHook) -> None:
+    """Routing registers how human work is queued; called inside the gate's transaction
+    as hook(case=, step_run=, kind=, routing=, sla=), so no review goes unqueued."""
+    _review_hooks.append(hook)
+
+
+def _hand_to_people(case: Case, run: StepRun, step: Step, *, kind: str) -> None:
+    for hook in _review_hooks:
+        hook(case=case, step_run=run, kind=kind, routing=dict(step.routing), sla=step.sla)
+
+
 def _gate(case: Case, step: Step, run: StepRun) -> None:
     """The review gate: the threshold grid picks auto, review, four_eyes or block.
 
@@ -506,6 +521,7 @@ def _gate(case: Case, step: Step, run: StepRun) -> None:
                 case=case,
                 payload={"step_run_id": run.pk, "step_id": step.id, "gate": run.gate},
             )
+            _hand_to_people(case, run, step, kind="qa")
         _advance(case, run, "approve", actor=gate_actor)
     elif cell.action == "block":
         run.move_to(StepStatus.CANCELLED)
@@ -514,8 +530,9 @@ def _gate(case: Case, step: Step, run: StepRun) -> None:
         run.save(update_fields=["status", "outcome", "finished_at"])
         case.outcome = "blocked"
         _set_case_status(case, CaseStatus.BLOCKED, actor=gate_actor, reason=f"gate: {cell.label}")
-    else:  # review or four_eyes: hand it to people (routing takes it from the event)
+    else:  # review or four_eyes: hand it to people
         _set_case_status(case, CaseStatus.IN_REVIEW, actor=gate_actor)
+        _hand_to_people(case, run, step, kind=cell.action)
         outbox_publish(
             topic="review.requested",
             case=case,

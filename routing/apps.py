@@ -6,3 +6,9 @@ class RoutingConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "routing"
+
+    def ready(self) -> None:
+        from orchestration.services import register_review_hook
+        from routing.services import work_item_enqueue
+
+        register_review_hook(work_item_enqueue)

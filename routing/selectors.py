@@ -1,0 +1,37 @@
+"""Read queries of routing: which queues a person may work, which items they may claim."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django.db.models import Q, QuerySet
+
+from routing.models import ItemState, Queue, ReviewerProfile, WorkItem
+
+
+def workable_queues(reviewer: Any) -> QuerySet[Queue]:
+    from guardian.shortcuts import get_objects_for_user
+
+    return get_objects_for_user(
+        reviewer, "routing.work_on_queue", klass=Queue, accept_global_perms=False
+    )
+
+
+def claimable_items(*, profile: ReviewerProfile, queues: list[Queue]) -> QuerySet[WorkItem]:
+    """Queued items of these queues whose region and skills the reviewer has, in claim
+    order: priority class first, then age."""
+    items = WorkItem.objects.filter(state=ItemState.QUEUED, queue__in=queues).filter(
+        Q(region="") | Q(region__in=list(profile.regions))
+    )
+    skills = sorted(profile.skills)
+    if connection.vendor == "postgresql":
+        items = items.filter(skills__contained_by=skills)
+    else:
+        # SQLite has no JSON containment: exclude items naming any skill the person lacks.
+        lacking = WorkItem.objects.filter(state=ItemState.QUEUED, queue__in=queues).values_list(
+            "id", "skills"
+        )
+        excluded = [pk for pk, needed in lacking if not set(needed or []) <= set(skills)]
+        items = items.exclude(id__in=excluded)
+    return items.order_by("priority", "enqueued_at", "id")

@@ -1,0 +1,206 @@
+import threading
+
+import pytest
+from django.db import connection
+
+from audit.context import Actor
+from audit.models import AuditAction, AuditEvent
+from orchestration import services
+from routing.models import ItemState, Queue, ReviewerProfile, RoutingRule, WorkItem
+from routing.services import queue_for, queue_grant, work_item_claim_next
+from tests.orchestration.conftest import with_wait_and_review
+
+pytestmark = pytest.mark.django_db
+system = Actor.system("test")
+
+
+@pytest.fixture
+def queues(db):
+    invoices = Queue.objects.create(name="invoices", title="Invoices")
+    kyc = Queue.objects.create(name="kyc", title="KYC")
+    qa = Queue.objects.create(name="qa", title="QA")
+    RoutingRule.objects.create(order=1, queue=qa, kind="qa")
+    RoutingRule.objects.create(order=2, queue=invoices, skill="invoices")
+    RoutingRule.objects.create(order=3, queue=kyc, skill="kyc", region="us")
+    return {"invoices": invoices, "kyc": kyc, "qa": qa}
+
+
+def profile(user, skills, regions=("eu",), capacity=5):
+    ReviewerProfile.objects.create(
+        user=user, skills=dict.fromkeys(skills, 3), regions=list(regions), capacity=capacity
+    )
+    return user
+
+
+def to_review(
+    run_all, *, skills=("invoices",), region="eu", priority=3, confidence=0.3, impact="medium"
+):
+    case = run_all(
+        services.case_submit,
+        workflow="wait-review",
+        payload={"amount": "500"},
+        actor=system,
+        skills=list(skills),
+        region=region,
+        priority=priority,
+        confidence=confidence,
+        impact=impact,
+    )
+    run_all(services.case_signal, case=case, name="documents_received", data={}, actor=system)
+    return case
+
+
+def test_rules_pick_the_first_match_and_unmatched_work_goes_to_triage(queues):
+    assert queue_for(kind="review", region="eu", skills=["invoices"], workflow_slug="x") == (
+        queues["invoices"],
+        True,
+    )
+    assert queue_for(kind="qa", region="eu", skills=["invoices"], workflow_slug="x") == (
+        queues["qa"],
+        True,
+    )
+    assert (
+        queue_for(kind="review", region="eu", skills=["kyc"], workflow_slug="x")[0].name == "triage"
+    )
+    assert queue_for(kind="review", region="us", skills=["kyc"], workflow_slug="x") == (
+        queues["kyc"],
+        True,
+    )
+    assert queue_for(kind="review", region="eu", skills=[], workflow_slug="x", hint="kyc") == (
+        queues["kyc"],
+        True,
+    )
+
+
+def test_the_gate_queues_human_reviews_with_an_audit_event(flow, run_all, queues):
+    flow(with_wait_and_review())
+    case = to_review(run_all)
+    item = WorkItem.objects.get(case=case)
+    assert (item.kind, item.queue, item.state, item.priority) == (
+        "review",
+        queues["invoices"],
+        "queued",
+        3,
+    )
+    assert item.due_at is not None  # the step's SLA
+    assert AuditEvent.objects.filter(
+        case_id=str(case.pk), action=AuditAction.ITEM_ENQUEUED
+    ).exists()
+
+
+def test_work_no_rule_takes_is_flagged_in_triage_and_never_dropped(flow, run_all, queues):
+    flow(with_wait_and_review())
+    RoutingRule.objects.all().delete()
+    case = to_review(run_all, skills=("kyc",), region="eu")
+    item = WorkItem.objects.get(case=case)
+    assert item.queue.name == "triage"
+    event = AuditEvent.objects.get(case_id=str(case.pk), action=AuditAction.ITEM_ENQUEUED)
+    assert "no routing rule matched" in event.reason
+
+
+def test_a_sampled_automatic_approval_becomes_a_qa_item(flow, run_all, queues, adam):
+    from tests.orchestration.test_thresholds import CELLS, EDGES, RATES
+
+    flow(with_wait_and_review())
+    services.threshold_policy_save(
+        workflow_slug="wait-review",
+        edges=EDGES,
+        cells=CELLS,
+        sample_rates=RATES,
+        reason="x",
+        actor=adam,
+    )
+    case = to_review(run_all, confidence=0.99, impact="low")  # auto, sampled at 100 %
+    case.refresh_from_db()
+    assert case.status == "approved"
+    item = WorkItem.objects.get(case=case)
+    assert (item.kind, item.queue) == ("qa", queues["qa"])
+
+
+def test_claiming_takes_the_most_urgent_then_oldest_item_once(flow, run_all, queues, alice):
+    flow(with_wait_and_review())
+    profile(alice, ["invoices"])
+    queue_grant(queue=queues["invoices"], user=alice, actor=system)
+    old_normal = to_review(run_all, priority=3)
+    urgent = to_review(run_all, priority=1)
+    to_review(run_all, priority=3)
+    first = work_item_claim_next(reviewer=alice)
+    second = work_item_claim_next(reviewer=alice)
+    assert first is not None and first.case_id == urgent.pk
+    assert second is not None and second.case_id == old_normal.pk
+    assert (first.state, first.assignee) == (ItemState.CLAIMED, alice)
+    assert (
+        AuditEvent.objects.filter(action=AuditAction.ITEM_CLAIMED, actor_name="alice").count() == 2
+    )
+
+
+def test_claiming_respects_queue_permission_skills_region_capacity_and_wip(
+    flow, run_all, queues, alice, bob, mallory
+):
+    flow(with_wait_and_review())
+    profile(alice, ["invoices"], capacity=1)
+    profile(bob, ["kyc"], regions=["eu"])
+    profile(mallory, ["invoices"])
+    queue_grant(queue=queues["invoices"], user=alice, actor=system)
+    queue_grant(queue=queues["invoices"], user=bob, actor=system)
+    for _ in range(3):
+        to_review(run_all)
+    to_review(run_all, region="apac")
+    assert work_item_claim_next(reviewer=mallory) is None  # no permission on the queue
+    assert work_item_claim_next(reviewer=bob) is None  # lacks the invoices skill
+    assert work_item_claim_next(reviewer=alice) is not None
+    assert work_item_claim_next(reviewer=alice) is None  # at her capacity of 1
+    ReviewerProfile.objects.filter(user=alice).update(capacity=10)
+    Queue.objects.filter(pk=queues["invoices"].pk).update(wip_limit=2)
+    assert work_item_claim_next(reviewer=alice) is not None
+    assert work_item_claim_next(reviewer=alice) is None  # the queue's WIP limit of 2
+    Queue.objects.filter(pk=queues["invoices"].pk).update(wip_limit=0)
+    third = work_item_claim_next(reviewer=alice)
+    assert third is not None
+    assert work_item_claim_next(reviewer=alice) is None  # the apac item is not for her region
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_sixteen_concurrent_reviewers_claim_a_thousand_items_exactly_once(django_user_model):
+    from django.utils import timezone
+
+    services.workflow_load(document=with_wait_and_review(), actor=system)
+    case = services.case_submit(workflow="wait-review", payload={"amount": "1"}, actor=system)
+    run = case.step_runs.first()
+    queue = Queue.objects.create(name="bulk", title="Bulk")
+    now = timezone.now()
+    WorkItem.objects.bulk_create(
+        WorkItem(case=case, step_run=run, kind="review", queue=queue, enqueued_at=now)
+        for _ in range(1000)
+    )
+    reviewers = []
+    for n in range(16):
+        user = django_user_model.objects.create(username=f"r{n}")
+        profile(user, [], capacity=1000)
+        queue_grant(queue=queue, user=user, actor=system)
+        reviewers.append(user)
+    claimed: list[int] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work(reviewer) -> None:
+        try:
+            while (item := work_item_claim_next(reviewer=reviewer)) is not None:
+                with lock:
+                    claimed.append(item.pk)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in reviewers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(claimed) == 1000
+    assert len(set(claimed)) == 1000
+    assert WorkItem.objects.filter(state=ItemState.CLAIMED).count() == 1000
+    assert WorkItem.objects.filter(assignee__isnull=True).count() == 0
