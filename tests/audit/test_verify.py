@@ -3,7 +3,7 @@
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import connection, transaction
 
 from audit.context import Actor
 from audit.models import AuditAction, AuditEvent
@@ -137,3 +137,27 @@ def test_the_checkpoint_task_stores_a_checkpoint(trail):
     checkpoint_id = checkpoint.delay().get()
     stored = AuditCheckpoint.objects.get(pk=checkpoint_id)
     assert (stored.chain_count, stored.event_count) == (4, AuditEvent.objects.count())
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_verification_adds_up_to_the_same_answer(alice):
+    for n in range(12):
+        for action in (AuditAction.CASE_SUBMITTED, AuditAction.STEP_STARTED):
+            with transaction.atomic():
+                record(actor=worker, action=action, case_id=f"P-{n:02d}", after={"n": n})
+    checkpoint_create()
+    sequential, parallel = verify(), verify(jobs=3)
+    assert parallel.ok and sequential.ok
+    assert (parallel.events_checked, parallel.chains_checked) == (
+        sequential.events_checked,
+        sequential.chains_checked,
+    )
+    assert parallel.checkpoint_id == sequential.checkpoint_id
+    victim = _event("P-07", 2)
+    _tamper("UPDATE audit_auditevent SET reason = 'forged' WHERE id = %s", [victim.pk])
+    broken = verify(jobs=3)
+    assert broken.first_break is not None and broken.first_break.event_id == victim.pk
+    _tamper("DELETE FROM audit_auditevent WHERE chain = %s", ["case:P-03"])
+    _tamper("UPDATE audit_auditevent SET reason = '' WHERE id = %s", [victim.pk])
+    assert verify(jobs=3).checkpoint_problem is not None

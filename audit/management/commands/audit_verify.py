@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -16,10 +17,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--case", dest="case_id", help="verify only this case's chain")
+        parser.add_argument(
+            "--jobs",
+            type=int,
+            default=os.cpu_count() or 1,
+            help="processes checking runs of chains in parallel on PostgreSQL "
+            "(default: one per CPU)",
+        )
 
     def handle(self, *args: Any, case_id: str | None = None, **options: Any) -> None:
+        if options["jobs"] < 1:
+            raise CommandError("--jobs must be at least 1")
         started = time.monotonic()
-        result = verify(case_id=case_id)
+        result = verify(case_id=case_id, jobs=options["jobs"])
         elapsed = time.monotonic() - started
         for note in result.notes:
             self.stdout.write(f"note: {note}")
