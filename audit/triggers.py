@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 TABLES = ("audit_auditevent", "audit_auditcheckpoint")
@@ -69,7 +70,10 @@ def install_statements(vendor: str) -> list[str]:
         return [_PG_FUNCTIONS] + [s for t in TABLES for s in _pg_create(t)]
     if vendor == "sqlite":
         return [s for t in TABLES for s in _sqlite_create(t)]
-    raise NotImplementedError(f"no append-only triggers for database vendor {vendor!r}")
+    raise ImproperlyConfigured(
+        f"Arbiter runs on PostgreSQL or SQLite; the audit tables cannot be made "
+        f"append-only on {vendor!r}"
+    )
 
 
 def remove_statements(vendor: str) -> list[str]:
@@ -86,7 +90,10 @@ def remove_statements(vendor: str) -> list[str]:
         ]
     if vendor == "sqlite":
         return [s for t in TABLES for s in _sqlite_drop(t)]
-    raise NotImplementedError(f"no append-only triggers for database vendor {vendor!r}")
+    raise ImproperlyConfigured(
+        f"Arbiter runs on PostgreSQL or SQLite; the audit tables cannot be made "
+        f"append-only on {vendor!r}"
+    )
 
 
 @contextlib.contextmanager
