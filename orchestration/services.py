@@ -1043,7 +1043,11 @@ def review_step_complete(
     if outcome not in wf_definition.REVIEW_OUTCOMES:
         raise ApplicationError(f"unknown review outcome {outcome!r}", field="outcome")
     with audit_context(correlation_id=str(case.correlation_id)):
-        _finish_step(case, run, outcome=outcome, output=dict(output or {}), actor=actor)
+        decided_by = (
+            actor.name if isinstance(actor, Actor) else actor.get_username() if actor else "system"
+        )
+        decision = {**(output or {}), "verdict": outcome, "decided_by": decided_by}
+        _finish_step(case, run, outcome=outcome, output=decision, actor=actor)
         _set_case_status(case, CaseStatus.RUNNING, actor=actor, reason=f"review: {outcome}")
         _advance(case, run, outcome, actor=actor)
     return case

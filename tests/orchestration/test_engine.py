@@ -346,6 +346,8 @@ def test_a_review_decision_moves_the_case_on(flow, run_all, bob):
     run_all(services.review_step_complete, step_run=review, outcome="approve", actor=bob)
     case.refresh_from_db()
     assert case.status == CaseStatus.APPROVED
+    review.refresh_from_db()
+    assert review.output == {"verdict": "approve", "decided_by": "bob"}
     with pytest.raises(services.Conflict):
         services.review_step_complete(step_run=review, outcome="reject", actor=bob)
 
