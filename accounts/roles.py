@@ -29,10 +29,6 @@ def roles_of(user: AbstractBaseUser | AnonymousUser) -> set[str]:
     return cached
 
 
-def has_role(user: AbstractBaseUser | AnonymousUser, *roles: str) -> bool:
-    return bool(roles_of(user) & set(roles))
-
-
 @dataclass(frozen=True)
 class Area:
     """A part of the product, the URL name of its entry page, and who it is for.

@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.context import Actor, ActorLike, audit_context
@@ -241,7 +241,9 @@ def outbox_publish(*, topic: str, case: Case | None, payload: Mapping[str, Any])
             **({"case_id": str(case.pk), "status": case.status} if case is not None else {}),
         },
     )
-    transaction.on_commit(_nudge_relay)
+    # One nudge per transaction is enough, however many events it writes.
+    if not any(entry[1] is _nudge_relay for entry in connection.run_on_commit):
+        transaction.on_commit(_nudge_relay)
     return event
 
 
@@ -613,11 +615,6 @@ def _breaker_record(handler: str, *, success: bool) -> None:
 def _step_of(run: StepRun) -> Step:
     flow = definition_of(run.case.workflow)
     return flow.step(run.step_id)
-
-
-def _compensation_step(run: StepRun) -> Step:
-    """The Step a compensation run follows (its retry policy and timeout are the step's)."""
-    return _step_of(run)
 
 
 @transaction.atomic
@@ -1138,12 +1135,6 @@ _TIMER_HANDLERS: dict[str, Callable[[Timer, dt.datetime], None]] = {
     TimerKind.WAIT: _fire_wait,
     TimerKind.SLA: _fire_sla,
 }
-
-
-def set_sla_timer(
-    *, case: Case, step_run: StepRun | None, due_at: dt.datetime, **data: Any
-) -> Timer:
-    return _set_timer(kind=TimerKind.SLA, case=case, step_run=step_run, due_at=due_at, **data)
 
 
 # QA of automatic decisions ---------------------------------------------------------------

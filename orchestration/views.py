@@ -58,10 +58,7 @@ def _scope(request: HttpRequest) -> tuple[list[str], str, str, list[str]]:
 def _grid_from_post(data: Any) -> tuple[dict[str, Any], Grid | None, list[str]]:
     """The edited grid as submitted, the validated Grid (or None), and its problems."""
     raw_edges = [e.strip() for e in data.get("edges", "").split(",") if e.strip()]
-    try:
-        bands = len(raw_edges) + 1
-    except ValueError:
-        bands = 1
+    bands = len(raw_edges) + 1
     cells = {i: [data.get(f"cell_{i}_{b}", "review") for b in range(bands)] for i in IMPACTS}
     rates = {i: [data.get(f"rate_{i}_{b}", "0") or "0" for b in range(bands)] for i in IMPACTS}
     submitted = {

@@ -133,3 +133,14 @@ def test_a_case_submitted_while_the_broker_is_down_is_kept_and_drained_later(
         timers_fire_due(now=kick.due_at + dt.timedelta(seconds=1))
     run.refresh_from_db()
     assert run.status == StepStatus.SUCCEEDED
+
+
+def test_a_transaction_nudges_the_relay_once_however_many_events_it_writes(
+    flow, django_capture_on_commit_callbacks
+):
+    flow(three_tasks())
+    with django_capture_on_commit_callbacks() as callbacks:
+        case = services.case_submit(workflow="three-tasks", payload={}, actor=Actor.system("t"))
+        services.case_cancel(case=case, actor=Actor.system("t"))  # more events, same block
+    assert OutboxEvent.objects.filter(case=case).count() >= 2
+    assert [c for c in callbacks if c is services._nudge_relay] == [services._nudge_relay]
