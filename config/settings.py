@@ -243,6 +243,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "orchestration-timers": {"task": "orchestration.fire_timers", "schedule": 5.0},
     "orchestration-outbox": {"task": "orchestration.relay_outbox", "schedule": 10.0},
     "webhook-deliveries": {"task": "orchestration.deliver_due_webhooks", "schedule": 15.0},
+    "routing-sla-sweep": {"task": "routing.sla_sweep", "schedule": 30.0},
     "idempotency-purge": {"task": "orchestration.purge_idempotency_keys", "schedule": 3600.0},
     "audit-checkpoint": {
         "task": "audit.tasks.checkpoint",

@@ -20,7 +20,7 @@ def workable_queues(reviewer: Any) -> QuerySet[Queue]:
 
 def claimable_items(*, profile: ReviewerProfile, queues: list[Queue]) -> QuerySet[WorkItem]:
     """Queued items of these queues whose region and skills the reviewer has, in claim
-    order: priority class first, then age."""
+    order: effective priority (class with the aging boost, `rank_at`), then id."""
     items = WorkItem.objects.filter(state=ItemState.QUEUED, queue__in=queues).filter(
         Q(region="") | Q(region__in=list(profile.regions))
     )
@@ -34,4 +34,4 @@ def claimable_items(*, profile: ReviewerProfile, queues: list[Queue]) -> QuerySe
         )
         excluded = [pk for pk, needed in lacking if not set(needed or []) <= set(skills)]
         items = items.exclude(id__in=excluded)
-    return items.order_by("priority", "enqueued_at", "id")
+    return items.order_by("rank_at", "id")

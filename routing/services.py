@@ -1,22 +1,42 @@
-"""Routing: where human work goes, and who takes it next."""
+"""Routing: where human work goes, who takes it next, and what happens when it waits.
+
+Writes follow one recipe: lock the rows, check the state, save, audit in the same
+transaction, and announce with outbox events (notifications hang off those).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import logging
+from functools import partial
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from audit.context import ActorLike
+from audit.context import Actor, ActorLike
 from audit.models import AuditAction
 from audit.services import record
+from config.errors import ApplicationError, Conflict
 from routing import selectors
-from routing.models import ItemState, Queue, ReviewerProfile, RoutingRule, WorkItem
+from routing.calendar import business_add
+from routing.models import (
+    OPEN_STATES,
+    ItemState,
+    Queue,
+    ReviewerProfile,
+    RoutingRule,
+    SLAPolicy,
+    Strategy,
+    WorkItem,
+)
 
+logger = logging.getLogger("arbiter.routing")
 FALLBACK_QUEUE = "triage"
+ROUTER = Actor.system("router")
+SLA_SWEEPER = Actor.system("sla-sweep")
 
 
 def _fallback_queue() -> Queue:
@@ -48,6 +68,70 @@ def queue_for(
     return _fallback_queue(), False
 
 
+def rank_for(queue: Queue, priority: int, at: dt.datetime) -> dt.datetime:
+    """Claim order key: one aging step of handicap per priority class, so class 1 goes
+    first and an item of class 3 that waited two steps ranks with a fresh class 1."""
+    return at + queue.aging_step * priority
+
+
+def _sla_policy(queue: Queue) -> SLAPolicy | None:
+    if queue.sla_policy_id is None:
+        return None
+    return SLAPolicy.objects.select_related("calendar").get(pk=queue.sla_policy_id)
+
+
+def sla_times(
+    policy: SLAPolicy | None, start: dt.datetime, fallback_seconds: float | None
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """(warn_at, due_at) for an item entering at `start`: the queue's SLA policy in
+    business time, else the step's own `sla` seconds around the clock, else none."""
+    if policy is not None:
+        due = business_add(policy.calendar, start, policy.target)
+        warn = business_add(policy.calendar, start, policy.target * policy.warn_at_percent / 100)
+        return warn, due
+    if fallback_seconds:
+        target = dt.timedelta(seconds=fallback_seconds)
+        return start + target * 0.75, start + target
+    return None, None
+
+
+def _rung_at(item: WorkItem, policy: SLAPolicy | None, rung: int) -> dt.datetime | None:
+    """When escalation rung `rung` (2 reassign, 3 move) is due for this item."""
+    if item.due_at is None or rung > 3:
+        return None
+    if policy is not None:
+        percent = policy.reassign_after_percent if rung == 2 else policy.move_after_percent
+        return business_add(policy.calendar, item.enqueued_at, policy.target * percent / 100)
+    target = item.due_at - item.enqueued_at
+    return item.enqueued_at + target * (1.25 if rung == 2 else 1.5)
+
+
+def _announce(
+    topic: str,
+    item: WorkItem,
+    *,
+    title: str,
+    users: Iterable[Any] = (),
+    roles: Sequence[str] = (),
+    **extra: Any,
+) -> None:
+    """An outbox event about an item; notifications turn `notify_*` into messages."""
+    from orchestration.services import outbox_publish
+
+    outbox_publish(
+        topic=topic,
+        case=item.case,
+        payload={
+            "item_id": item.pk,
+            "queue": item.queue.name,
+            "title": title,
+            "notify_user_ids": sorted({user.pk for user in users if user is not None}),
+            "notify_roles": list(roles),
+            **extra,
+        },
+    )
+
+
 def work_item_enqueue(
     *, case: Any, step_run: Any, kind: str, routing: Mapping[str, Any], sla: float | None
 ) -> WorkItem:
@@ -64,6 +148,7 @@ def work_item_enqueue(
         hint=str(routing.get("queue") or ""),
     )
     now = timezone.now()
+    warn_at, due_at = sla_times(_sla_policy(queue), now, sla)
     item = WorkItem.objects.create(
         case=case,
         step_run=step_run,
@@ -73,7 +158,11 @@ def work_item_enqueue(
         region=region,
         skills=skills,
         enqueued_at=now,
-        due_at=now + dt.timedelta(seconds=sla) if sla else None,
+        rank_at=rank_for(queue, case.priority, now),
+        warn_at=warn_at,
+        due_at=due_at,
+        escalate_at=due_at,
+        flag="" if matched else "no routing rule matched",
     )
     record(
         actor=None,
@@ -81,9 +170,24 @@ def work_item_enqueue(
         subject=item,
         case_id=case.pk,
         correlation_id=case.correlation_id,
-        after={"queue": queue.name, "kind": kind, "priority": item.priority, "routed": matched},
+        after={
+            "queue": queue.name,
+            "kind": kind,
+            "priority": item.priority,
+            "routed": matched,
+            "due_at": due_at.isoformat() if due_at else None,
+        },
         reason="" if matched else "no routing rule matched: sent to triage for a manager",
     )
+    if not matched:
+        _announce(
+            "routing.unrouted",
+            item,
+            title=f"No queue takes a {kind} of case {case.pk}: it waits in triage",
+            roles=["manager"],
+        )
+    if queue.strategy != Strategy.PULL:
+        queue_push(queue=queue, now=now)
     return item
 
 
@@ -92,41 +196,63 @@ def _profile_of(reviewer: Any) -> ReviewerProfile | None:
     return ReviewerProfile.objects.filter(user=reviewer).first()
 
 
-@transaction.atomic
-def work_item_claim_next(*, reviewer: Any) -> WorkItem | None:
-    """Give the reviewer the most urgent, oldest item they may work; None when nothing
-    eligible waits or they are at capacity.
+def _held(user_ids: Iterable[int]) -> dict[int, int]:
+    """Open items each person holds now (their load against capacity)."""
+    return dict(
+        WorkItem.objects.filter(assignee__in=list(user_ids), state=ItemState.CLAIMED)
+        .values_list("assignee")
+        .annotate(n=Count("id"))
+    )
 
-    Never hands one item to two people: on PostgreSQL the candidate row is locked
-    with SKIP LOCKED, so concurrent callers pass it by; SQLite runs one writer at a
-    time (IMMEDIATE transactions), which serializes claims there.
+
+def _queue_wip(queues: Iterable[Queue]) -> dict[int, int]:
+    return dict(
+        WorkItem.objects.filter(state=ItemState.CLAIMED, queue__in=list(queues))
+        .values_list("queue")
+        .annotate(n=Count("id"))
+    )
+
+
+def _assign(item: WorkItem, user: Any, *, now: dt.datetime) -> None:
+    item.state = ItemState.CLAIMED
+    item.assignee = user
+    item.claimed_at = now
+    item.last_activity_at = now
+    item.save(update_fields=["state", "assignee", "claimed_at", "last_activity_at", "updated_at"])
+
+
+@transaction.atomic
+def work_item_claim_next(*, reviewer: Any, kinds: Sequence[str] | None = None) -> WorkItem | None:
+    """Give the reviewer the item of highest effective priority they may work; None
+    when nothing eligible waits, they are off shift or absent, or at capacity.
+
+    Effective priority is the priority class with an aging boost (`rank_at`), so a
+    low class never starves. Never hands one item to two people: on PostgreSQL the
+    candidate row is locked with SKIP LOCKED, so concurrent callers pass it by;
+    SQLite runs one writer at a time (IMMEDIATE transactions), which serializes
+    claims there.
     """
+    now = timezone.now()
     profile = _profile_of(reviewer)
-    if profile is None or not profile.on_shift:
+    if profile is None or not profile.available(now):
         return None
     held = WorkItem.objects.filter(assignee=reviewer, state=ItemState.CLAIMED).count()
     if held >= profile.capacity:
         return None
     queues = list(selectors.workable_queues(reviewer))
-    claimed = dict(
-        WorkItem.objects.filter(state=ItemState.CLAIMED, queue__in=queues)
-        .values_list("queue")
-        .annotate(n=Count("id"))
-    )
+    claimed = _queue_wip(queues)
     # A queue at its WIP limit hands out nothing until someone finishes.
     open_queues = [q for q in queues if not q.wip_limit or claimed.get(q.pk, 0) < q.wip_limit]
     candidates = selectors.claimable_items(profile=profile, queues=open_queues)
+    if kinds:
+        candidates = candidates.filter(kind__in=list(kinds))
     if connection.vendor == "postgresql":
         item = candidates.select_for_update(skip_locked=True, of=("self",)).first()
     else:
         item = candidates.first()
     if item is None:
         return None
-    now = timezone.now()
-    item.state = ItemState.CLAIMED
-    item.assignee = reviewer
-    item.claimed_at = now
-    item.save(update_fields=["state", "assignee", "claimed_at", "updated_at"])
+    _assign(item, reviewer, now=now)
     record(
         actor=reviewer,
         action=AuditAction.ITEM_CLAIMED,
@@ -138,6 +264,474 @@ def work_item_claim_next(*, reviewer: Any) -> WorkItem | None:
         },
     )
     return item
+
+
+# Push strategies ------------------------------------------------------------------------
+
+
+def _eligible_people(queue: Queue, now: dt.datetime) -> list[ReviewerProfile]:
+    """Profiles of people who may work the queue and can take work now."""
+    from guardian.shortcuts import get_users_with_perms
+
+    users = get_users_with_perms(queue, only_with_perms_in=["work_on_queue"], with_group_users=True)
+    profiles = ReviewerProfile.objects.filter(user__in=users, user__is_active=True).select_related(
+        "user"
+    )
+    return [profile for profile in profiles.order_by("user_id") if profile.available(now)]
+
+
+def fits(profile: ReviewerProfile, item: WorkItem) -> bool:
+    """The person has the item's region and every skill it needs."""
+    if item.region and item.region not in (profile.regions or []):
+        return False
+    return set(item.skills or []) <= set(profile.skills or {})
+
+
+def _skill_level(profile: ReviewerProfile, item: WorkItem) -> int:
+    levels = [int(profile.skills.get(skill, 0)) for skill in item.skills or []]
+    return min(levels) if levels else 0
+
+
+def _pick(
+    queue: Queue, item: WorkItem, people: list[ReviewerProfile], load: dict[int, int]
+) -> ReviewerProfile | None:
+    room = [p for p in people if fits(p, item) and load.get(p.user_id, 0) < p.capacity]
+    if not room:
+        return None
+    if queue.strategy == Strategy.ROUND_ROBIN:
+        after = [p for p in room if queue.last_assignee_id and p.user_id > queue.last_assignee_id]
+        return (after or room)[0]
+    if queue.strategy == Strategy.LEAST_LOADED:
+        return min(room, key=lambda p: (load.get(p.user_id, 0), p.user_id))
+    # skill_match: the best level in the item's weakest skill, ties by load
+    return min(room, key=lambda p: (-_skill_level(p, item), load.get(p.user_id, 0), p.user_id))
+
+
+@transaction.atomic
+def queue_push(*, queue: Queue, now: dt.datetime | None = None, limit: int = 200) -> int:
+    """Hand waiting items of a push queue to people by its strategy; returns how many.
+
+    Items wait when nobody eligible has room, and go out on a later push (a
+    decision that frees capacity, a shift starting, the periodic sweep). The queue
+    row is locked, so two pushes never race over the round-robin turn.
+    """
+    if queue.strategy == Strategy.PULL:
+        return 0
+    now = now or timezone.now()
+    queue = Queue.objects.select_for_update().get(pk=queue.pk)
+    people = _eligible_people(queue, now)
+    if not people:
+        return 0
+    load = _held(p.user_id for p in people)
+    wip = _queue_wip([queue]).get(queue.pk, 0)
+    waiting = WorkItem.objects.filter(queue=queue, state=ItemState.QUEUED).order_by("rank_at", "id")
+    if connection.vendor == "postgresql":
+        waiting = waiting.select_for_update(skip_locked=True, of=("self",))
+    pushed = 0
+    for item in waiting.select_related("case", "queue")[:limit]:
+        if queue.wip_limit and wip >= queue.wip_limit:
+            break
+        person = _pick(queue, item, people, load)
+        if person is None:
+            continue
+        _assign(item, person.user, now=now)
+        load[person.user_id] = load.get(person.user_id, 0) + 1
+        wip += 1
+        pushed += 1
+        queue.last_assignee_id = person.user_id
+        record(
+            actor=ROUTER,
+            action=AuditAction.ITEM_CLAIMED,
+            subject=item,
+            case_id=item.case_id,
+            after={"queue": queue.name, "pushed_to": person.user.get_username()},
+            reason=f"pushed by the {queue.strategy} strategy",
+        )
+        _announce(
+            "item.assigned",
+            item,
+            title=f"New {item.get_kind_display().lower()} for you in {queue.title}",
+            users=[person.user],
+        )
+    if pushed:
+        queue.save(update_fields=["last_assignee"])
+    return pushed
+
+
+def capacity_freed(*, user: Any) -> None:
+    """Someone finished or handed back work: push queues they work may now give them
+    (and others) the next waiting item."""
+    for queue in selectors.workable_queues(user).exclude(strategy=Strategy.PULL):
+        queue_push(queue=queue)
+
+
+@transaction.atomic
+def work_item_complete(*, item: WorkItem, actor: Any) -> WorkItem:
+    """The holder has decided the item: done, and their capacity goes to the next one."""
+    locked = WorkItem.objects.select_for_update().get(pk=item.pk)
+    if locked.state != ItemState.CLAIMED or locked.assignee_id != getattr(actor, "pk", None):
+        raise Conflict("this item is no longer yours to decide: it was reassigned or decided")
+    locked.state = ItemState.DONE
+    locked.decided_at = timezone.now()
+    locked.save(update_fields=["state", "decided_at", "updated_at"])
+    transaction.on_commit(partial(capacity_freed, user=actor))
+    return locked
+
+
+def work_item_touch(*, item: WorkItem) -> None:
+    """The holder is working on it (opened, edited): the idle clock starts again."""
+    WorkItem.objects.filter(pk=item.pk, state=ItemState.CLAIMED).update(
+        last_activity_at=timezone.now()
+    )
+
+
+# Reassignment and moves -----------------------------------------------------------------
+
+
+def _hand_over(
+    item: WorkItem, to_user: Any | None, *, actor: ActorLike, reason: str, now: dt.datetime
+) -> None:
+    """Give a locked open item to `to_user`, or back to its queue with None."""
+    before = {"assignee": item.assignee.get_username() if item.assignee else None}
+    if to_user is None:
+        item.state = ItemState.QUEUED
+        item.assignee = None
+        item.claimed_at = None
+        item.last_activity_at = None
+    else:
+        item.state = ItemState.CLAIMED
+        item.assignee = to_user
+        item.claimed_at = now
+        item.last_activity_at = now
+    item.reassignment_count += 1
+    item.save(
+        update_fields=[
+            "state",
+            "assignee",
+            "claimed_at",
+            "last_activity_at",
+            "reassignment_count",
+            "updated_at",
+        ]
+    )
+    record(
+        actor=actor,
+        action=AuditAction.ITEM_REASSIGNED,
+        subject=item,
+        case_id=item.case_id,
+        before=before,
+        after={"assignee": to_user.get_username() if to_user else None, "queue": item.queue.name},
+        reason=reason,
+    )
+    if to_user is not None:
+        _announce(
+            "item.reassigned",
+            item,
+            title=f"An item in {item.queue.title} was handed to you",
+            users=[to_user],
+            reason=reason,
+        )
+
+
+def _require_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError("say why: a reason is required", field="reason")
+    return reason
+
+
+def _lock_open_items(item_ids: Sequence[int]) -> list[WorkItem]:
+    if not item_ids:
+        raise ApplicationError("select at least one item", field="item_ids")
+    items = list(
+        WorkItem.objects.select_for_update(of=("self",))
+        .select_related("queue", "case", "assignee")
+        .filter(pk__in=list(item_ids))
+        .order_by("id")
+    )
+    missing = sorted(set(item_ids) - {item.pk for item in items})
+    if missing:
+        raise ApplicationError(f"no such items: {missing}", field="item_ids")
+    closed = [item.pk for item in items if item.state not in OPEN_STATES]
+    if closed:
+        raise Conflict(f"items already decided or cancelled: {closed}")
+    return items
+
+
+@transaction.atomic
+def work_items_reassign(
+    *, item_ids: Sequence[int], to_user: Any | None, actor: Any, reason: str
+) -> int:
+    """A manager hands items to a person (who must be able to work them) or back to
+    their queues (to_user None); all or nothing. Returns how many moved."""
+    reason = _require_reason(reason)
+    items = _lock_open_items(item_ids)
+    now = timezone.now()
+    if to_user is not None:
+        profile = _profile_of(to_user)
+        workable = set(selectors.workable_queues(to_user).values_list("pk", flat=True))
+        unfit = [
+            item.pk
+            for item in items
+            if profile is None or item.queue_id not in workable or not fits(profile, item)
+        ]
+        if unfit:
+            raise ApplicationError(
+                f"{to_user.get_username()} may not work items {unfit} "
+                "(queue permission, skills or region)",
+                field="to_user",
+            )
+    for item in items:
+        _hand_over(item, to_user, actor=actor, reason=reason, now=now)
+    return len(items)
+
+
+@transaction.atomic
+def work_items_move(*, item_ids: Sequence[int], queue: Queue, actor: Any, reason: str) -> int:
+    """A manager moves items to another queue; they wait there unclaimed."""
+    reason = _require_reason(reason)
+    items = _lock_open_items(item_ids)
+    now = timezone.now()
+    for item in items:
+        _move(item, queue, actor=actor, reason=reason, priority=item.priority, now=now)
+    if queue.strategy != Strategy.PULL:
+        queue_push(queue=queue, now=now)
+    return len(items)
+
+
+def _move(
+    item: WorkItem, queue: Queue, *, actor: ActorLike, reason: str, priority: int, now: dt.datetime
+) -> None:
+    before = {"queue": item.queue.name, "priority": item.priority, "assignee": item.assignee_id}
+    item.queue = queue
+    item.priority = priority
+    item.state = ItemState.QUEUED
+    item.assignee = None
+    item.claimed_at = None
+    item.last_activity_at = None
+    item.rank_at = rank_for(queue, priority, item.enqueued_at)
+    item.reassignment_count += 1
+    item.flag = ""
+    item.save(
+        update_fields=[
+            "queue",
+            "priority",
+            "state",
+            "assignee",
+            "claimed_at",
+            "last_activity_at",
+            "rank_at",
+            "reassignment_count",
+            "flag",
+            "updated_at",
+        ]
+    )
+    record(
+        actor=actor,
+        action=AuditAction.ITEM_REASSIGNED,
+        subject=item,
+        case_id=item.case_id,
+        before=before,
+        after={"queue": queue.name, "priority": priority, "assignee": None},
+        reason=reason,
+    )
+
+
+# The SLA sweep --------------------------------------------------------------------------
+
+
+def _due_items(field: str, now: dt.datetime, extra: Q, limit: int) -> list[WorkItem]:
+    """Open items whose `field` time has come, locked; a concurrent sweep skips them."""
+    due = (
+        WorkItem.objects.filter(extra, state__in=OPEN_STATES, **{f"{field}__lte": now})
+        .select_related("queue", "case", "assignee")
+        .order_by(field, "id")
+    )
+    if connection.vendor == "postgresql":
+        due = due.select_for_update(skip_locked=True, of=("self",))
+    return list(due[:limit])
+
+
+def _warn(item: WorkItem, now: dt.datetime) -> None:
+    item.warned_at = now
+    item.save(update_fields=["warned_at", "updated_at"])
+    record(
+        actor=SLA_SWEEPER,
+        action=AuditAction.SLA_WARNED,
+        subject=item,
+        case_id=item.case_id,
+        after={"due_at": item.due_at.isoformat() if item.due_at else None},
+    )
+    _announce(
+        "sla.at_risk",
+        item,
+        title=f"At risk: an item in {item.queue.title} is due soon",
+        users=[item.assignee, item.queue.owner],
+        due_at=item.due_at.isoformat() if item.due_at else None,
+    )
+
+
+def _escalate(item: WorkItem, now: dt.datetime) -> None:
+    """Climb one rung of the ladder: 1 breach (notify assignee and owner), 2 reassign,
+    3 move to the escalation queue with raised priority. The level is compared and
+    set on the locked row, so no rung is ever applied twice."""
+    rung = item.escalation_level + 1
+    policy = _sla_policy(item.queue)
+    if rung == 1:
+        item.breached_at = now
+        record(
+            actor=SLA_SWEEPER,
+            action=AuditAction.SLA_BREACHED,
+            subject=item,
+            case_id=item.case_id,
+            after={"rung": 1, "due_at": item.due_at.isoformat() if item.due_at else None},
+        )
+        _announce(
+            "sla.breached",
+            item,
+            title=f"SLA breached: an item in {item.queue.title} is overdue",
+            users=[item.assignee, item.queue.owner],
+            rung=1,
+        )
+    elif rung == 2:
+        reason = "SLA breached: escalation rung 2, reassigned"
+        if item.state in (ItemState.CLAIMED, ItemState.QUEUED):
+            holder = item.assignee
+            people = [p for p in _eligible_people(item.queue, now) if p.user_id != item.assignee_id]
+            load = _held(p.user_id for p in people)
+            choice = _pick(Queue(strategy=Strategy.LEAST_LOADED), item, people, load)
+            if choice is not None or holder is not None:
+                to_user = choice.user if choice else None
+                _hand_over(item, to_user, actor=SLA_SWEEPER, reason=reason, now=now)
+            if holder is not None:
+                transaction.on_commit(partial(capacity_freed, user=holder))
+        record(
+            actor=SLA_SWEEPER,
+            action=AuditAction.ITEM_ESCALATED,
+            subject=item,
+            case_id=item.case_id,
+            after={"rung": 2, "assignee": item.assignee.get_username() if item.assignee else None},
+            reason=reason,
+        )
+    else:
+        target = item.queue.escalation_queue
+        raised = max(1, item.priority - 1)
+        if target is not None:
+            _move(
+                item,
+                target,
+                actor=SLA_SWEEPER,
+                reason="SLA breached: escalation rung 3, moved with raised priority",
+                priority=raised,
+                now=now,
+            )
+        else:
+            item.flag = "SLA breached and the queue has no escalation queue"
+        record(
+            actor=SLA_SWEEPER,
+            action=AuditAction.ITEM_ESCALATED,
+            subject=item,
+            case_id=item.case_id,
+            after={"rung": 3, "queue": item.queue.name, "priority": item.priority},
+        )
+        _announce(
+            "item.escalated",
+            item,
+            title=f"Escalated: an overdue item now in {item.queue.title}",
+            users=[item.queue.owner],
+            roles=["manager"] if target is None else [],
+            rung=3,
+        )
+    item.escalation_level = rung
+    item.escalate_at = _rung_at(item, policy, rung + 1)
+    item.save(
+        update_fields=["breached_at", "escalation_level", "escalate_at", "flag", "updated_at"]
+    )
+
+
+def _idle_and_absent(now: dt.datetime, limit: int) -> int:
+    """Claimed items nobody is working on go back to the queue, or to the delegate of
+    a holder who is absent; returns how many moved."""
+    moved = 0
+    for policy in SLAPolicy.objects.filter(idle_limit__isnull=False):
+        if policy.idle_limit is None:
+            continue
+        stale = _due_items(
+            "last_activity_at",
+            now - policy.idle_limit,
+            Q(state=ItemState.CLAIMED, queue__sla_policy=policy),
+            limit,
+        )
+        for item in stale:
+            holder = item.assignee
+            _hand_over(item, None, actor=SLA_SWEEPER, reason="idle past the limit", now=now)
+            if holder is not None:
+                transaction.on_commit(partial(capacity_freed, user=holder))
+            moved += 1
+    holders = WorkItem.objects.filter(state=ItemState.CLAIMED).values("assignee")
+    for profile in ReviewerProfile.objects.filter(user__in=holders).select_related("delegate"):
+        if profile.available(now):
+            continue
+        delegate = _usable_delegate(profile, now)
+        items = _due_items(
+            "claimed_at", now, Q(state=ItemState.CLAIMED, assignee_id=profile.user_id), limit
+        )
+        why = "absent" if profile.is_absent(now) else "off shift"
+        for item in items:
+            to_user = delegate if delegate is not None and _delegate_fits(delegate, item) else None
+            _hand_over(
+                item,
+                to_user,
+                actor=SLA_SWEEPER,
+                reason=f"holder {profile.user.get_username()} is {why}"
+                + (f": handed to delegate {to_user.get_username()}" if to_user else ""),
+                now=now,
+            )
+            moved += 1
+    return moved
+
+
+def _usable_delegate(profile: ReviewerProfile, now: dt.datetime) -> Any | None:
+    if profile.delegate_id is None:
+        return None
+    delegate_profile = _profile_of(profile.delegate)
+    if delegate_profile is None or not delegate_profile.available(now):
+        return None
+    return profile.delegate
+
+
+def _delegate_fits(delegate: Any, item: WorkItem) -> bool:
+    profile = _profile_of(delegate)
+    if profile is None or not fits(profile, item):
+        return False
+    if not selectors.workable_queues(delegate).filter(pk=item.queue_id).exists():
+        return False
+    held = WorkItem.objects.filter(assignee=delegate, state=ItemState.CLAIMED).count()
+    return held < profile.capacity
+
+
+def sla_sweep(*, now: dt.datetime | None = None, limit: int = 1000) -> dict[str, int]:
+    """One pass of the SLA clock: mark at-risk items, climb the escalation ladder of
+    overdue ones, hand back idle or orphaned work, and push what waits.
+
+    Walks only rows whose time has come (partial indexes on warn_at / escalate_at),
+    each batch in its own short transaction; safe to run side by side.
+    """
+    now = now or timezone.now()
+    counts = {"warned": 0, "escalated": 0, "reassigned": 0, "pushed": 0}
+    with transaction.atomic():
+        for item in _due_items("warn_at", now, Q(warned_at__isnull=True), limit):
+            _warn(item, now)
+            counts["warned"] += 1
+    with transaction.atomic():
+        for item in _due_items("escalate_at", now, Q(), limit):
+            _escalate(item, now)
+            counts["escalated"] += 1
+    with transaction.atomic():
+        counts["reassigned"] = _idle_and_absent(now, limit)
+    for queue in Queue.objects.exclude(strategy=Strategy.PULL):
+        counts["pushed"] += queue_push(queue=queue, now=now)
+    return counts
 
 
 def queue_grant(*, queue: Queue, user: Any, actor: ActorLike) -> None:

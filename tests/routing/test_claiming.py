@@ -171,7 +171,7 @@ def test_sixteen_concurrent_reviewers_claim_a_thousand_items_exactly_once(django
     queue = Queue.objects.create(name="bulk", title="Bulk")
     now = timezone.now()
     WorkItem.objects.bulk_create(
-        WorkItem(case=case, step_run=run, kind="review", queue=queue, enqueued_at=now)
+        WorkItem(case=case, step_run=run, kind="review", queue=queue, enqueued_at=now, rank_at=now)
         for _ in range(1000)
     )
     reviewers = []
