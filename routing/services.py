@@ -746,3 +746,58 @@ def queue_grant(*, queue: Queue, user: Any, actor: ActorLike) -> None:
             subject=queue,
             after={"granted": user.get_username()},
         )
+
+
+# Configuration (admin) ------------------------------------------------------------------
+
+_CONFIG_ACTIONS = {
+    "slapolicy": AuditAction.SLA_POLICY_CHANGED,
+    "businesscalendar": AuditAction.SLA_POLICY_CHANGED,
+}
+
+
+def _snapshot(obj: Any) -> dict[str, Any]:
+    import json
+
+    from django.core.serializers.json import DjangoJSONEncoder
+    from django.forms.models import model_to_dict
+
+    return json.loads(json.dumps(model_to_dict(obj), cls=DjangoJSONEncoder))
+
+
+@transaction.atomic
+def config_save(*, obj: Any, actor: ActorLike, reason: str) -> Any:
+    """Save a queue, rule, skill, profile, SLA policy or calendar after validating it,
+    with the before/after and the reason in the audit trail and its history."""
+    reason = _require_reason(reason)
+    obj.full_clean()
+    before = None
+    if obj.pk is not None:
+        previous = type(obj).objects.filter(pk=obj.pk).first()
+        before = _snapshot(previous) if previous is not None else None
+    obj._change_reason = reason
+    obj.save()
+    record(
+        actor=actor,
+        action=_CONFIG_ACTIONS.get(obj._meta.model_name, AuditAction.QUEUE_CHANGED),
+        subject=obj,
+        before=before,
+        after=_snapshot(obj),
+        reason=reason,
+    )
+    return obj
+
+
+@transaction.atomic
+def config_delete(*, obj: Any, actor: ActorLike, reason: str) -> None:
+    reason = _require_reason(reason)
+    record(
+        actor=actor,
+        action=_CONFIG_ACTIONS.get(obj._meta.model_name, AuditAction.QUEUE_CHANGED),
+        subject=obj,
+        before=_snapshot(obj),
+        after=None,
+        reason=reason,
+    )
+    obj._change_reason = reason
+    obj.delete()
