@@ -45,6 +45,7 @@ class Area:
 # The navigation, in display order.
 AREAS: tuple[Area, ...] = (
     Area("Review", "review:inbox", frozenset({Role.REVIEWER, Role.CHECKER})),
+    Area("QA", "review:qa_list", frozenset({Role.REVIEWER, Role.CHECKER})),
     Area("Dashboard", "dashboard:index", frozenset({Role.MANAGER, Role.ADMIN})),
     Area("Audit", "audit:search", frozenset({Role.AUDITOR, Role.MANAGER, Role.ADMIN})),
     Area("Settings", "settings:index", frozenset({Role.ADMIN})),
