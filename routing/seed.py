@@ -7,19 +7,27 @@ rules exist.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 from django.contrib.auth import get_user_model
 from guardian.shortcuts import assign_perm
 
-from routing.models import Queue, ReviewerProfile, RoutingRule
+from routing.models import BusinessCalendar, Queue, ReviewerProfile, RoutingRule, Skill, SLAPolicy
 
-QUEUES: tuple[tuple[str, str, list[str]], ...] = (
-    ("invoices", "Invoices", ["invoices"]),
-    ("kyc", "KYC screening", ["kyc"]),
-    ("moderation", "Content moderation", ["moderation"]),
-    ("qa", "QA of automatic approvals", []),
-    ("triage", "Triage: work no routing rule matched", []),
+SKILLS = (
+    ("invoices", "Invoice checking"),
+    ("kyc", "Know-your-customer screening"),
+    ("moderation", "Content moderation"),
+)
+# name -> (title, required skills, strategy, SLA policy, WIP limit)
+QUEUES: tuple[tuple[str, str, list[str], str, str, int], ...] = (
+    ("escalations", "Escalations", [], "pull", "", 0),
+    ("invoices", "Invoices", ["invoices"], "pull", "office-4h", 0),
+    ("kyc", "KYC screening", ["kyc"], "skill_match", "office-8h", 0),
+    ("moderation", "Content moderation", ["moderation"], "least_loaded", "around-the-clock-1h", 6),
+    ("qa", "QA of automatic approvals", [], "round_robin", "office-8h", 0),
+    ("triage", "Triage: work no routing rule matched", [], "pull", "around-the-clock-1h", 0),
 )
 RULES = (
     (10, "qa", {"kind": "qa"}),
@@ -31,17 +39,58 @@ PEOPLE: dict[str, tuple[dict[str, int], list[str], list[str]]] = {
     "alice": ({"invoices": 4, "moderation": 2}, ["eu"], ["invoices", "moderation"]),
     "bob": ({"invoices": 3, "kyc": 5}, ["eu", "us"], ["invoices", "kyc", "qa"]),
     "carol": ({"kyc": 3, "moderation": 5}, ["us", "apac"], ["kyc", "moderation", "qa"]),
+    "maria": ({"invoices": 3, "kyc": 3, "moderation": 3}, ["eu", "us", "apac"], ["escalations"]),
 }
 
 
+def _slas() -> dict[str, SLAPolicy]:
+    office, _ = BusinessCalendar.objects.get_or_create(
+        name="eu-office",
+        defaults={
+            "region": "eu",
+            "time_zone": "Europe/Berlin",
+            "weekdays": ["mon", "tue", "wed", "thu", "fri"],
+            "opens_at": dt.time(9),
+            "closes_at": dt.time(17),
+            "holidays": ["2026-12-24", "2026-12-25", "2026-12-26", "2027-01-01"],
+        },
+    )
+    policies = {}
+    for name, target, calendar in (
+        ("office-4h", dt.timedelta(hours=4), office),
+        ("office-8h", dt.timedelta(hours=8), office),
+        ("around-the-clock-1h", dt.timedelta(hours=1), None),
+    ):
+        policies[name], _ = SLAPolicy.objects.get_or_create(
+            name=name,
+            defaults={"target": target, "calendar": calendar, "idle_limit": dt.timedelta(hours=2)},
+        )
+    return policies
+
+
 def seed_demo(log: Callable[[str], None]) -> None:
+    for name, title in SKILLS:
+        Skill.objects.get_or_create(name=name, defaults={"title": title})
+    slas = _slas()
+    owner = get_user_model().objects.filter(username="maria").first()
     queues = {}
-    for name, title, required in QUEUES:
+    for name, title, required, strategy, sla, wip in QUEUES:
         queues[name], created = Queue.objects.get_or_create(
-            name=name, defaults={"title": title, "required_skills": required}
+            name=name,
+            defaults={
+                "title": title,
+                "required_skills": required,
+                "strategy": strategy,
+                "sla_policy": slas.get(sla),
+                "wip_limit": wip,
+                "owner": owner,
+            },
         )
         if created:
-            log(f"queue {name}: created")
+            log(f"queue {name}: created ({strategy})")
+    Queue.objects.exclude(name="escalations").filter(escalation_queue__isnull=True).update(
+        escalation_queue=queues["escalations"]
+    )
     for order, queue, conditions in RULES:
         RoutingRule.objects.get_or_create(order=order, queue=queues[queue], defaults=conditions)
     users = get_user_model().objects
