@@ -47,10 +47,21 @@ def _fallback_queue() -> Queue:
 
 
 def queue_for(
-    *, kind: str, region: str, skills: list[str], workflow_slug: str, hint: str = ""
+    *,
+    kind: str,
+    region: str,
+    skills: list[str],
+    workflow_slug: str,
+    priority: int = 3,
+    hint: str = "",
 ) -> tuple[Queue, bool]:
     """The queue for a new item and whether a rule (or the step's hint) matched; with no
-    match it is the triage queue, and the item is flagged, never dropped."""
+    match it is the triage queue, and the item is flagged, never dropped.
+
+    A rule matches when its own conditions hold and its queue takes the item: the
+    item's region among the queue's regions, the queue's required skills among the
+    item's, its priority among the queue's classes (empty lists take anything).
+    """
     if hint:
         hinted = Queue.objects.filter(name=hint).first()
         if hinted is not None:
@@ -64,8 +75,18 @@ def queue_for(
             continue
         if rule.workflow_slug and rule.workflow_slug != workflow_slug:
             continue
+        if not queue_takes(rule.queue, region=region, skills=skills, priority=priority):
+            continue
         return rule.queue, True
     return _fallback_queue(), False
+
+
+def queue_takes(queue: Queue, *, region: str, skills: list[str], priority: int) -> bool:
+    if queue.regions and region not in queue.regions:
+        return False
+    if not set(queue.required_skills or []) <= set(skills):
+        return False
+    return not queue.priority_classes or priority in queue.priority_classes
 
 
 def rank_for(queue: Queue, priority: int, at: dt.datetime) -> dt.datetime:
@@ -145,6 +166,7 @@ def work_item_enqueue(
         region=region,
         skills=skills,
         workflow_slug=case.workflow.slug,
+        priority=case.priority,
         hint=str(routing.get("queue") or ""),
     )
     now = timezone.now()

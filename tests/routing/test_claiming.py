@@ -204,3 +204,32 @@ def test_sixteen_concurrent_reviewers_claim_a_thousand_items_exactly_once(django
     assert len(set(claimed)) == 1000
     assert WorkItem.objects.filter(state=ItemState.CLAIMED).count() == 1000
     assert WorkItem.objects.filter(assignee__isnull=True).count() == 0
+
+
+def test_a_rule_whose_queue_does_not_take_the_item_is_passed_over(queues):
+    kyc = queues["kyc"]
+    kyc.regions, kyc.priority_classes = ["us"], [1, 2]
+    kyc.save()
+    catch_all = Queue.objects.create(name="catch-all", title="Catch all")
+    RoutingRule.objects.create(order=9, queue=catch_all)
+    RoutingRule.objects.create(order=4, queue=kyc, skill="kyc")  # no region condition
+    assert (
+        queue_for(kind="review", region="us", skills=["kyc"], workflow_slug="x", priority=1)[0]
+        == kyc
+    )
+    # the queue serves the US only, and classes 1-2 only
+    assert (
+        queue_for(kind="review", region="eu", skills=["kyc"], workflow_slug="x", priority=1)[0]
+        == catch_all
+    )
+    assert (
+        queue_for(kind="review", region="us", skills=["kyc"], workflow_slug="x", priority=3)[0]
+        == catch_all
+    )
+    invoices = queues["invoices"]
+    invoices.required_skills = ["invoices", "fx"]
+    invoices.save()
+    assert (
+        queue_for(kind="review", region="eu", skills=["invoices"], workflow_slug="x")[0]
+        == catch_all
+    )
