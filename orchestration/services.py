@@ -478,6 +478,21 @@ def _hand_to_people(case: Case, run: StepRun, step: Step, *, kind: str) -> None:
         hook(case=case, step_run=run, kind=kind, routing=dict(step.routing), sla=step.sla)
 
 
+ReviewClosedHook = Callable[..., Any]
+_review_closed_hooks: list[ReviewClosedHook] = []
+
+
+def register_review_closed_hook(hook: ReviewClosedHook) -> None:
+    """Routing registers how open human work of a review step run is withdrawn once the
+    run is over (decided elsewhere, or the case cancelled): hook(step_run=, reason=)."""
+    _review_closed_hooks.append(hook)
+
+
+def _review_closed(run: StepRun, reason: str) -> None:
+    for hook in _review_closed_hooks:
+        hook(step_run=run, reason=reason)
+
+
 def _gate(case: Case, step: Step, run: StepRun) -> None:
     """The review gate: the threshold grid picks auto, review, four_eyes or block.
 
@@ -965,6 +980,8 @@ def case_cancel(*, case: Case, actor: ActorLike, reason: str = "") -> Case:
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "finished_at"])
         _cancel_timers(run)
+        if run.kind == "review":
+            _review_closed(run, f"case cancelled: {reason}" if reason else "case cancelled")
     with audit_context(correlation_id=str(case.correlation_id)):
         record(
             actor=actor,
@@ -1045,6 +1062,7 @@ def review_step_complete(
         )
         decision = {**(output or {}), "verdict": outcome, "decided_by": decided_by}
         _finish_step(case, run, outcome=outcome, output=decision, actor=actor)
+        _review_closed(run, f"review decided ({outcome}) by {decided_by}")
         _set_case_status(case, CaseStatus.RUNNING, actor=actor, reason=f"review: {outcome}")
         _advance(case, run, outcome, actor=actor)
     return case

@@ -8,7 +8,8 @@ class RoutingConfig(AppConfig):
     name = "routing"
 
     def ready(self) -> None:
-        from orchestration.services import register_review_hook
-        from routing.services import work_item_enqueue
+        from orchestration.services import register_review_closed_hook, register_review_hook
+        from routing.services import work_item_enqueue, work_items_withdraw
 
         register_review_hook(work_item_enqueue)
+        register_review_closed_hook(work_items_withdraw)

@@ -400,6 +400,34 @@ def work_item_complete(*, item: WorkItem, actor: Any) -> WorkItem:
     return locked
 
 
+def work_items_withdraw(*, step_run: Any, reason: str) -> int:
+    """The review is over without these items (decided elsewhere, case cancelled):
+    open items of the step run are cancelled, and their holders freed."""
+    now = timezone.now()
+    items = list(
+        WorkItem.objects.select_for_update(of=("self",))
+        .select_related("case")
+        .filter(step_run=step_run, state__in=OPEN_STATES)
+    )
+    for item in items:
+        holder = item.assignee
+        item.state = ItemState.CANCELLED
+        item.decided_at = now
+        item.save(update_fields=["state", "decided_at", "updated_at"])
+        record(
+            actor=None,
+            action=AuditAction.ITEM_RELEASED,
+            subject=item,
+            case_id=item.case_id,
+            correlation_id=item.case.correlation_id,
+            after={"state": ItemState.CANCELLED},
+            reason=reason,
+        )
+        if holder is not None:
+            transaction.on_commit(partial(capacity_freed, user=holder))
+    return len(items)
+
+
 def work_item_touch(*, item: WorkItem) -> None:
     """The holder is working on it (opened, edited): the idle clock starts again."""
     WorkItem.objects.filter(pk=item.pk, state=ItemState.CLAIMED).update(

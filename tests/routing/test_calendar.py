@@ -51,9 +51,7 @@ def test_exactly_the_rest_of_the_day_ends_at_closing_time():
 def test_holidays_are_skipped():
     calendar = office(holidays=["2026-11-30", "2026-12-01"])
     friday_4pm = dt.datetime(2026, 11, 27, 16, tzinfo=UTC)
-    assert business_add(calendar, friday_4pm, 4 * HOURS) == dt.datetime(
-        2026, 12, 2, 12, tzinfo=UTC
-    )
+    assert business_add(calendar, friday_4pm, 4 * HOURS) == dt.datetime(2026, 12, 2, 12, tzinfo=UTC)
 
 
 def test_opening_hours_are_those_of_the_calendars_time_zone():

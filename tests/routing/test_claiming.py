@@ -233,3 +233,23 @@ def test_a_rule_whose_queue_does_not_take_the_item_is_passed_over(queues):
         queue_for(kind="review", region="eu", skills=["invoices"], workflow_slug="x")[0]
         == catch_all
     )
+
+
+def test_cancelling_a_case_withdraws_its_open_review_items(flow, run_all, queues, alice):
+    flow(with_wait_and_review())
+    queue_grant(queue=queues["invoices"], user=profile(alice, ["invoices"]), actor=system)
+    case = to_review(run_all)
+    item = work_item_claim_next(reviewer=alice)
+    run_all(services.case_cancel, case=case, actor=system, reason="customer withdrew")
+    item.refresh_from_db()
+    assert (item.state, item.decided_at is not None) == (ItemState.CANCELLED, True)
+    event = AuditEvent.objects.get(object_id=str(item.pk), action=AuditAction.ITEM_RELEASED)
+    assert event.reason == "case cancelled: customer withdrew"
+
+
+def test_a_review_decided_through_the_engine_leaves_no_open_item(flow, run_all, queues):
+    flow(with_wait_and_review())
+    case = to_review(run_all)
+    run = case.step_runs.get(step_id="check")
+    run_all(services.review_step_complete, step_run=run, outcome="approve", actor=system)
+    assert WorkItem.objects.get(case=case).state == ItemState.CANCELLED
