@@ -916,6 +916,16 @@ def dead_letter_replay(*, dead_letter: DeadLetter, actor: ActorLike, reason: str
 # Sagas -----------------------------------------------------------------------------
 
 
+def _needs_undo(case: Case) -> bool:
+    flow = definition_of(case.workflow)
+    return any(
+        flow.step(r.step_id).compensate
+        for r in case.step_runs.filter(
+            is_compensation=False, status=StepStatus.SUCCEEDED, kind="task"
+        )
+    )
+
+
 def _compensate(case: Case, *, actor: ActorLike, reason: str) -> None:
     """Start undoing the case's completed steps, newest first. Caller holds the lock."""
     case.outcome = ""
@@ -991,13 +1001,7 @@ def case_cancel(*, case: Case, actor: ActorLike, reason: str = "") -> Case:
             before={"status": case.status},
             reason=reason,
         )
-        needs_undo = any(
-            definition_of(case.workflow).step(r.step_id).compensate
-            for r in case.step_runs.filter(
-                is_compensation=False, status=StepStatus.SUCCEEDED, kind="task"
-            )
-        )
-        if needs_undo:
+        if _needs_undo(case):
             _compensate(case, actor=actor, reason=reason or "cancelled")
         else:
             case.outcome = "cancelled"
@@ -1019,6 +1023,18 @@ def case_signal(*, case: Case, name: str, data: Mapping[str, Any] | None, actor:
         if flow.step(r.step_id).signal == name
     ]
     if not waiting:
+        returned = _returned_review(case) if name == RESUBMITTED else None
+        if returned is not None:
+            with audit_context(correlation_id=str(case.correlation_id)):
+                record(
+                    actor=actor,
+                    action=AuditAction.CASE_SIGNALLED,
+                    subject=case,
+                    case_id=case.pk,
+                    after={"signal": name, "data": dict(data or {})},
+                )
+                _resubmit(case, returned, data or {}, actor=actor)
+            return case
         raise NoSuchSignal(f"case {case.pk} is not waiting for signal {name!r}", field="name")
     run = waiting[0]
     run.case = case
@@ -1064,8 +1080,103 @@ def review_step_complete(
         _finish_step(case, run, outcome=outcome, output=decision, actor=actor)
         _review_closed(run, f"review decided ({outcome}) by {decided_by}")
         _set_case_status(case, CaseStatus.RUNNING, actor=actor, reason=f"review: {outcome}")
+        target = definition_of(case.workflow).target(run.step_id, outcome)
+        if outcome == "reject" and target == f"{END_PREFIX}rejected" and _needs_undo(case):
+            # A rejection undoes what earlier steps did (saga), then ends `compensated`.
+            _compensate(case, actor=actor, reason=f"{run.step_id}: rejected by review")
+            return case
         _advance(case, run, outcome, actor=actor)
     return case
+
+
+RESUBMITTED = "resubmitted"
+
+
+@transaction.atomic
+def review_step_return(*, step_run: StepRun, to: str, instructions: str, actor: ActorLike) -> Case:
+    """Send a review back for rework with what to fix.
+
+    `to="previous"` runs the task step before the review again (its handler sees the
+    instructions as outputs[review step]["instructions"]), after which the case comes
+    back to the review. `to="submitter"` parks the case (waiting) and announces
+    `case.returned`; the submitter resubmits with the signal `resubmitted` (payload
+    changes in its data), which runs the review step's gate again.
+    """
+    case, run = _lock_step_run(step_run.pk)
+    if run.kind != "review" or run.status != StepStatus.WAITING:
+        raise Conflict(f"step run {run.pk} is not a review waiting for a decision")
+    if not instructions.strip():
+        raise ApplicationError("say what needs fixing", field="instructions")
+    previous = None
+    if to == "previous":
+        previous = (
+            case.step_runs.filter(
+                kind="task",
+                is_compensation=False,
+                status=StepStatus.SUCCEEDED,
+                created_at__lte=run.created_at,
+            )
+            .exclude(pk=run.pk)
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        if previous is None:
+            raise ApplicationError(
+                "no task step ran before this review: return it to the submitter", field="to"
+            )
+    elif to != "submitter":
+        raise ApplicationError("return to 'previous' or 'submitter'", field="to")
+    with audit_context(correlation_id=str(case.correlation_id)):
+        decided_by = (
+            actor.name if isinstance(actor, Actor) else actor.get_username() if actor else "system"
+        )
+        output = {
+            "verdict": "return",
+            "to": to,
+            "instructions": instructions.strip(),
+            "decided_by": decided_by,
+        }
+        _finish_step(case, run, outcome="return", output=output, actor=actor)
+        _review_closed(run, f"returned for rework by {decided_by}")
+        if previous is not None:
+            _set_case_status(case, CaseStatus.RUNNING, actor=actor, reason="returned for rework")
+            _start_step(case, definition_of(case.workflow).step(previous.step_id), actor=actor)
+        else:
+            case.current_step = run.step_id
+            _set_case_status(
+                case, CaseStatus.WAITING, actor=actor, reason="returned to the submitter"
+            )
+            outbox_publish(
+                topic="case.returned",
+                case=case,
+                payload={"step_id": run.step_id, "instructions": output["instructions"]},
+            )
+    return case
+
+
+def _returned_review(case: Case) -> StepRun | None:
+    """The review run that returned this case to its submitter, if it waits for rework."""
+    last_review = case.step_runs.filter(kind="review").order_by("-created_at", "-id").first()
+    if (
+        case.status != CaseStatus.WAITING
+        or last_review is None
+        or last_review.outcome != "return"
+        or (last_review.output or {}).get("to") != "submitter"
+    ):
+        return None
+    return last_review
+
+
+def _resubmit(case: Case, returned: StepRun, data: Mapping[str, Any], *, actor: ActorLike) -> None:
+    """Merge the submitter's changes and run the returned review step (its gate) again."""
+    payload = data.get("payload")
+    if payload is not None and not isinstance(payload, Mapping):
+        raise ApplicationError("payload must be an object of changed fields", field="data.payload")
+    if payload:
+        case.payload = {**case.payload, **payload}
+        case.save(update_fields=["payload", "updated_at"])
+    _set_case_status(case, CaseStatus.RUNNING, actor=actor, reason="resubmitted after rework")
+    _start_step(case, definition_of(case.workflow).step(returned.step_id), actor=actor)
 
 
 # Timers -----------------------------------------------------------------------------

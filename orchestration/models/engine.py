@@ -88,6 +88,7 @@ CASE_TRANSITIONS: dict[str, frozenset[str]] = {
     CaseStatus.IN_REVIEW: frozenset(
         {
             CaseStatus.RUNNING,
+            CaseStatus.WAITING,  # returned to the submitter for rework
             CaseStatus.APPROVED,
             CaseStatus.REJECTED,
             CaseStatus.BLOCKED,
