@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "accounts",
     "orchestration",
     "routing",
+    "notifications",
     "review",
 ]
 
@@ -245,11 +246,48 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "webhook-deliveries": {"task": "orchestration.deliver_due_webhooks", "schedule": 15.0},
     "routing-sla-sweep": {"task": "routing.sla_sweep", "schedule": 30.0},
     "idempotency-purge": {"task": "orchestration.purge_idempotency_keys", "schedule": 3600.0},
+    "notification-emails": {"task": "notifications.send_due_emails", "schedule": 60.0},
     "audit-checkpoint": {
         "task": "audit.tasks.checkpoint",
         "schedule": float(AUDIT_CHECKPOINT_INTERVAL_SECONDS),
     },
 }
+
+# Email (notifications). Console output with DEBUG, SMTP otherwise; tests use locmem.
+_EMAIL_BACKENDS = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "file": "django.core.mail.backends.filebased.EmailBackend",
+    "locmem": "django.core.mail.backends.locmem.EmailBackend",
+    "dummy": "django.core.mail.backends.dummy.EmailBackend",
+}
+_email_backend = env_str("EMAIL_BACKEND", "console" if DEBUG else "smtp").strip()
+if _email_backend in _EMAIL_BACKENDS.values():  # Django's own dotted path is fine too
+    _email_backend = _email_backend.split(".")[-2]
+    _email_backend = {"filebased": "file"}.get(_email_backend, _email_backend)
+if _email_backend not in _EMAIL_BACKENDS:
+    raise ImproperlyConfigured(
+        f"EMAIL_BACKEND={_email_backend!r}: use one of {', '.join(sorted(_EMAIL_BACKENDS))}."
+    )
+EMAIL_BACKEND = _EMAIL_BACKENDS[_email_backend]
+EMAIL_FILE_PATH = str(DATA_DIR / "mail")  # the `file` backend's folder
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are both on; choose one.")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Arbiter <arbiter@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Where people reach this Arbiter; emails link to it. Empty: emails carry bare paths.
+ARBITER_SITE_URL = env_str("ARBITER_SITE_URL", "http://127.0.0.1:8000" if DEBUG else "")
+if ARBITER_SITE_URL:
+    ARBITER_SITE_URL = env_url(
+        "ARBITER_SITE_URL", ARBITER_SITE_URL, schemes={"http", "https"}
+    ).rstrip("/")
 
 # Circuit breaker per worker handler: consecutive failures that open it, and for how long.
 ARBITER_BREAKER_THRESHOLD = env_int("ARBITER_BREAKER_THRESHOLD", 5, minimum=1)

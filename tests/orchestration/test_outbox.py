@@ -69,6 +69,15 @@ def test_events_reach_the_topic_exchange_with_id_topic_and_correlation(listener,
     assert relay_outbox() == (0, 0)  # published events are not sent again
 
 
+@pytest.fixture(autouse=True)
+def fresh_broker_pools():
+    """A test that pointed the app at a dead broker leaves pooled connections (and a
+    producer pool) bound to it; later tests must get new ones to the real broker."""
+    yield
+    celery_app._pool = None  # type: ignore[attr-defined]
+    celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]
+
+
 def test_events_written_while_the_broker_is_down_go_out_when_it_is_back(flow, monkeypatch):
     flow(three_tasks())
     case = services.case_submit(workflow="three-tasks", payload={}, actor=Actor.system("t"))
