@@ -42,6 +42,7 @@ class AuditAction(models.TextChoices):
     ITEM_REASSIGNED = "item.reassigned"
     ITEM_ESCALATED = "item.escalated"
     ITEM_SNOOZED = "item.snoozed"
+    ITEM_EDITED = "item.edited"
     DECISION_RECORDED = "decision.recorded"
     SLA_WARNED = "sla.warned"
     SLA_BREACHED = "sla.breached"

@@ -333,6 +333,11 @@ class WorkItem(models.Model):
         null=True, blank=True, help_text="when the next rung of the escalation ladder is due"
     )
     snoozed_until = models.DateTimeField(null=True, blank=True)
+    snooze_reason = models.CharField(max_length=500, blank=True)
+    # Four-eyes: who gave the first verdict; the checker must be someone else.
+    maker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     flag = models.CharField(max_length=200, blank=True, help_text="why a manager should look")
     reassignment_count = models.PositiveIntegerField(default=0)
     escalation_level = models.PositiveSmallIntegerField(default=0)
@@ -344,7 +349,7 @@ class WorkItem(models.Model):
             models.Index(
                 fields=["queue", "rank_at"],
                 name="workitem_claimable",
-                condition=models.Q(state="queued"),
+                condition=models.Q(state__in=["queued", "awaiting_checker"]),
             ),
             models.Index(fields=["assignee", "state"], name="workitem_assignee_state"),
             # The SLA sweep walks only what is due: open items not yet warned / escalated.
@@ -367,6 +372,19 @@ class WorkItem(models.Model):
                 condition=models.Q(state__in=["queued", "claimed", "awaiting_checker"]),
             ),
             models.Index(fields=["decided_at"], name="workitem_decided"),
+        ]
+        constraints = [
+            # The maker of a four-eyes item can never hold it as its checker.
+            models.CheckConstraint(
+                condition=models.Q(maker__isnull=True)
+                | models.Q(assignee__isnull=True)
+                | ~models.Q(assignee=models.F("maker")),
+                name="workitem_checker_is_not_the_maker",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(state="claimed") | models.Q(assignee__isnull=False),
+                name="workitem_claimed_has_an_assignee",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -18,20 +18,29 @@ def workable_queues(reviewer: Any) -> QuerySet[Queue]:
     )
 
 
-def claimable_items(*, profile: ReviewerProfile, queues: list[Queue]) -> QuerySet[WorkItem]:
-    """Queued items of these queues whose region and skills the reviewer has, in claim
-    order: effective priority (class with the aging boost, `rank_at`), then id."""
-    items = WorkItem.objects.filter(state=ItemState.QUEUED, queue__in=queues).filter(
-        Q(region="") | Q(region__in=list(profile.regions))
+def claimable_items(
+    *, profile: ReviewerProfile, queues: list[Queue], checker: bool = False
+) -> QuerySet[WorkItem]:
+    """Items of these queues the reviewer may take, in claim order: effective priority
+    (class with the aging boost, `rank_at`), then id.
+
+    Waiting items whose region and skills the reviewer has; never a case they
+    submitted. A checker also gets four-eyes items awaiting a second verdict, except
+    those they made.
+    """
+    states = [ItemState.QUEUED, ItemState.AWAITING_CHECKER] if checker else [ItemState.QUEUED]
+    waiting = WorkItem.objects.filter(state__in=states, queue__in=queues)
+    items = waiting.filter(Q(region="") | Q(region__in=list(profile.regions))).exclude(
+        case__submitted_by=profile.user_id
     )
+    if checker:
+        items = items.exclude(maker=profile.user_id)
     skills = sorted(profile.skills)
     if connection.vendor == "postgresql":
         items = items.filter(skills__contained_by=skills)
     else:
         # SQLite has no JSON containment: exclude items naming any skill the person lacks.
-        lacking = WorkItem.objects.filter(state=ItemState.QUEUED, queue__in=queues).values_list(
-            "id", "skills"
-        )
+        lacking = waiting.values_list("id", "skills")
         excluded = [pk for pk, needed in lacking if not set(needed or []) <= set(skills)]
         items = items.exclude(id__in=excluded)
     return items.order_by("rank_at", "id")

@@ -265,7 +265,11 @@ def work_item_claim_next(*, reviewer: Any, kinds: Sequence[str] | None = None) -
     claimed = _queue_wip(queues)
     # A queue at its WIP limit hands out nothing until someone finishes.
     open_queues = [q for q in queues if not q.wip_limit or claimed.get(q.pk, 0) < q.wip_limit]
-    candidates = selectors.claimable_items(profile=profile, queues=open_queues)
+    from accounts.roles import Role, roles_of
+
+    candidates = selectors.claimable_items(
+        profile=profile, queues=open_queues, checker=Role.CHECKER in roles_of(reviewer)
+    )
     if kinds:
         candidates = candidates.filter(kind__in=list(kinds))
     if connection.vendor == "postgresql":
@@ -309,6 +313,18 @@ def fits(profile: ReviewerProfile, item: WorkItem) -> bool:
     return set(item.skills or []) <= set(profile.skills or {})
 
 
+def may_take(user: Any, item: WorkItem) -> bool:
+    """Four-eyes and conflict of interest: nobody reviews a case they submitted, and
+    only a checker who is not its maker takes an item awaiting its second verdict."""
+    from accounts.roles import Role, roles_of
+
+    if item.case.submitted_by_id is not None and item.case.submitted_by_id == user.pk:
+        return False
+    if item.maker_id is not None:
+        return item.maker_id != user.pk and Role.CHECKER in roles_of(user)
+    return True
+
+
 def _skill_level(profile: ReviewerProfile, item: WorkItem) -> int:
     levels = [int(profile.skills.get(skill, 0)) for skill in item.skills or []]
     return min(levels) if levels else 0
@@ -317,7 +333,11 @@ def _skill_level(profile: ReviewerProfile, item: WorkItem) -> int:
 def _pick(
     queue: Queue, item: WorkItem, people: list[ReviewerProfile], load: dict[int, int]
 ) -> ReviewerProfile | None:
-    room = [p for p in people if fits(p, item) and load.get(p.user_id, 0) < p.capacity]
+    room = [
+        p
+        for p in people
+        if fits(p, item) and load.get(p.user_id, 0) < p.capacity and may_take(p.user, item)
+    ]
     if not room:
         return None
     if queue.strategy == Strategy.ROUND_ROBIN:
@@ -444,7 +464,8 @@ def _hand_over(
     """Give a locked open item to `to_user`, or back to its queue with None."""
     before = {"assignee": item.assignee.get_username() if item.assignee else None}
     if to_user is None:
-        item.state = ItemState.QUEUED
+        # A four-eyes item whose maker has decided waits for a checker again.
+        item.state = ItemState.AWAITING_CHECKER if item.maker_id else ItemState.QUEUED
         item.assignee = None
         item.claimed_at = None
         item.last_activity_at = None
@@ -523,7 +544,10 @@ def work_items_reassign(
         unfit = [
             item.pk
             for item in items
-            if profile is None or item.queue_id not in workable or not fits(profile, item)
+            if profile is None
+            or item.queue_id not in workable
+            or not fits(profile, item)
+            or not may_take(to_user, item)
         ]
         if unfit:
             raise ApplicationError(
@@ -555,7 +579,7 @@ def _move(
     before = {"queue": item.queue.name, "priority": item.priority, "assignee": item.assignee_id}
     item.queue = queue
     item.priority = priority
-    item.state = ItemState.QUEUED
+    item.state = ItemState.AWAITING_CHECKER if item.maker_id else ItemState.QUEUED
     item.assignee = None
     item.claimed_at = None
     item.last_activity_at = None
@@ -706,10 +730,12 @@ def _idle_and_absent(now: dt.datetime, limit: int) -> int:
     for policy in SLAPolicy.objects.filter(idle_limit__isnull=False):
         if policy.idle_limit is None:
             continue
+        # A snoozed item is parked on purpose until its follow-up time.
         stale = _due_items(
             "last_activity_at",
             now - policy.idle_limit,
-            Q(state=ItemState.CLAIMED, queue__sla_policy=policy),
+            Q(state=ItemState.CLAIMED, queue__sla_policy=policy)
+            & (Q(snoozed_until__isnull=True) | Q(snoozed_until__lte=now)),
             limit,
         )
         for item in stale:
@@ -752,7 +778,7 @@ def _usable_delegate(profile: ReviewerProfile, now: dt.datetime) -> Any | None:
 
 def _delegate_fits(delegate: Any, item: WorkItem) -> bool:
     profile = _profile_of(delegate)
-    if profile is None or not fits(profile, item):
+    if profile is None or not fits(profile, item) or not may_take(delegate, item):
         return False
     if not selectors.workable_queues(delegate).filter(pk=item.queue_id).exists():
         return False

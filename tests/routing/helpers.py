@@ -8,7 +8,7 @@ from typing import Any
 from audit.context import Actor
 from orchestration import services
 from routing.models import ReviewerProfile, WorkItem
-from routing.services import queue_grant, work_item_enqueue
+from routing.services import queue_grant, work_item_claim_next, work_item_enqueue
 from tests.orchestration.conftest import with_wait_and_review
 
 system = Actor.system("test")
@@ -62,4 +62,11 @@ def age(item: WorkItem, by: dt.timedelta) -> WorkItem:
             fields[name] = getattr(item, name) - by
     WorkItem.objects.filter(pk=item.pk).update(**fields)
     item.refresh_from_db()
+    return item
+
+
+def claim(user) -> WorkItem:
+    """The next item for `user`, which the test expects to exist."""
+    item = work_item_claim_next(reviewer=user)
+    assert item is not None, f"nothing to claim for {user}"
     return item

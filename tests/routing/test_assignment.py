@@ -13,7 +13,7 @@ from routing.services import (
     work_items_move,
     work_items_reassign,
 )
-from tests.routing.helpers import age, enqueue, grant, load_flow, reviewer
+from tests.routing.helpers import age, claim, enqueue, grant, load_flow, reviewer
 
 pytestmark = pytest.mark.django_db
 
@@ -219,7 +219,7 @@ def test_completing_an_item_someone_else_holds_is_refused(alice, bob):
     queue = Queue.objects.create(name="pull", title="Pull")
     grant(queue, reviewer(alice))
     enqueue(queue)
-    item = work_item_claim_next(reviewer=alice)
+    item = claim(alice)
     with pytest.raises(Conflict):
         work_item_complete(item=item, actor=bob)
     assert work_item_complete(item=item, actor=alice).state == ItemState.DONE

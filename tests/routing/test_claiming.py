@@ -9,6 +9,7 @@ from orchestration import services
 from routing.models import ItemState, Queue, ReviewerProfile, RoutingRule, WorkItem
 from routing.services import queue_for, queue_grant, work_item_claim_next
 from tests.orchestration.conftest import with_wait_and_review
+from tests.routing.helpers import claim
 
 pytestmark = pytest.mark.django_db
 system = Actor.system("test")
@@ -239,7 +240,7 @@ def test_cancelling_a_case_withdraws_its_open_review_items(flow, run_all, queues
     flow(with_wait_and_review())
     queue_grant(queue=queues["invoices"], user=profile(alice, ["invoices"]), actor=system)
     case = to_review(run_all)
-    item = work_item_claim_next(reviewer=alice)
+    item = claim(alice)
     run_all(services.case_cancel, case=case, actor=system, reason="customer withdrew")
     item.refresh_from_db()
     assert (item.state, item.decided_at is not None) == (ItemState.CANCELLED, True)

@@ -29,14 +29,18 @@ def now():
 
 
 @pytest.fixture
-def add(case_run, now):
+def add(case_run, now, django_user_model):
     """Create items from (queue, age, fields) in one bulk insert, the way the claiming
-    tests do; times are relative to `now`."""
+    tests do; times are relative to `now`. A claimed item without an assignee is
+    held by a stand-in reviewer (the database insists a claimed item has a holder)."""
     case, run = case_run
+    holder = django_user_model.objects.create(username="holder")
 
     def make(queue, *specs):
         items = []
         for age, fields in specs:
+            if fields.get("state") == ItemState.CLAIMED:
+                fields = {"assignee": holder, **fields}
             enqueued = now - age
             items.append(
                 WorkItem(

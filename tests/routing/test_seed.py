@@ -11,7 +11,9 @@ def test_the_demo_has_queues_with_strategies_slas_and_an_escalation_path():
     queues = {queue.name: queue for queue in Queue.objects.select_related("sla_policy")}
     assert queues["kyc"].strategy == "skill_match"
     assert queues["moderation"].strategy == "least_loaded"
-    assert queues["invoices"].sla_policy.calendar.time_zone == "Europe/Berlin"
+    policy = queues["invoices"].sla_policy
+    assert policy is not None and policy.calendar is not None
+    assert policy.calendar.time_zone == "Europe/Berlin"
     assert all(
         queue.escalation_queue == queues["escalations"]
         for name, queue in queues.items()
