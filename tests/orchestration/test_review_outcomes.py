@@ -85,6 +85,7 @@ def test_returning_to_the_previous_step_runs_it_again_with_the_instructions(in_r
     in_review.refresh_from_db()
     assert calls["test.reserve"] == 2
     first.refresh_from_db()
+    assert first.output is not None
     assert (first.outcome, first.output["instructions"]) == (
         "return",
         "the reservation is for the wrong amount",
