@@ -12,9 +12,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.middleware import HtmxDetails
 
 from config.errors import ApplicationError
+from config.htmx import HtmxHttpRequest
 from orchestration import selectors, services
 from orchestration.dmn import DmnError, grid_from_dmn, grid_to_dmn
 from orchestration.models import ThresholdPolicy, Workflow
@@ -22,10 +22,6 @@ from orchestration.thresholds import ACTIONS, IMPACTS, Grid, InvalidGrid, build_
 
 EDIT = "orchestration.add_thresholdpolicy"
 PREVIEW_DAYS = 30
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 def _admin(view: Any) -> Any:

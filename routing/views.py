@@ -23,19 +23,15 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.middleware import HtmxDetails
 
 from accounts.roles import Role, roles_of
 from config.errors import ApplicationError
+from config.htmx import HtmxHttpRequest
 from routing import dashboard, services, svg
 from routing.models import Queue, Skill
 
 MANAGING_ROLES = frozenset({Role.MANAGER, Role.ADMIN})
 PAGE_SIZE = 50
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 View = Callable[..., HttpResponse]
