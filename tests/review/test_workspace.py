@@ -291,3 +291,30 @@ def test_the_inbox_and_workspace_cost_a_fixed_number_of_queries(
         item_edit(item=item, reviewer=alice, field="amount", value=amount, token=item_token(item))
     with django_assert_num_queries(10):
         assert client.get(page(item)).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["carol", "mallory"])
+def test_every_action_refuses_outsiders_with_404_and_records_nothing(client, request, held, name):
+    signed_in(client, request.getfixturevalue(name))
+    token = item_token(held)
+    for url, data in (
+        (reverse("review:edit", args=[held.pk]), {"field": "amount", "value": "1"}),
+        (reverse("review:suggestion", args=[held.pk, 0]), {}),
+        (reverse("review:decide", args=[held.pk]), {"verdict": "approve", "rationale": "x"}),
+        (reverse("review:snooze", args=[held.pk]), {"until": "2099-01-01T00:00", "reason": "x"}),
+    ):
+        assert client.post(url, {"token": token, **data}).status_code == 404, url
+    held.refresh_from_db()
+    assert (held.state, held.edits.count(), Decision.objects.count()) == ("claimed", 0, 0)
+
+
+def test_a_reviewer_who_may_see_but_does_not_hold_the_item_cannot_act_on_it(client, held, bob):
+    signed_in(client, bob)
+    token = item_token(held)
+    edit = client.post(
+        reverse("review:edit", args=[held.pk]), {"token": token, "field": "amount", "value": "1"}
+    )
+    assert edit.status_code == 409 and "You do not hold this item" in edit.content.decode()
+    verdict = decide(client, held, verdict="approve")
+    assert verdict.status_code == 409
+    assert not Decision.objects.exists() and held.edits.count() == 0
