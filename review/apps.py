@@ -6,3 +6,10 @@ class ReviewConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "review"
+
+    def ready(self) -> None:
+        from audit import registry
+        from review import selectors
+
+        registry.register_timeline_source("decisions", selectors.decision_timeline)
+        registry.register_evidence_section("decisions", selectors.decisions_evidence)

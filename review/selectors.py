@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -383,3 +384,77 @@ def source_views(case: Any) -> list[SourceView]:
                 SourceView(title, "json", tree=_tree(content if content is not None else source))
             )
     return views
+
+
+# The case's timeline and evidence pack (audit registry) ---------------------------------
+
+
+def _case_uuid(case_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(case_id))
+    except ValueError:
+        return None
+
+
+def decision_timeline(case_id: str) -> list[Any]:
+    from audit.registry import TimelineEntry
+    from review.models import Decision
+
+    pk = _case_uuid(case_id)
+    if pk is None:
+        return []
+    return [
+        TimelineEntry(
+            at=decision.created_at,
+            kind="decision",
+            title=f"{decision.get_role_display().lower()} {decision.verdict}",
+            actor=decision.reviewer.get_username(),
+            detail={
+                "item": decision.work_item_id,
+                "rationale": decision.rationale,
+                "edits": decision.edits,
+                "return_to": decision.return_to,
+                "agrees_with_maker": decision.agrees_with_maker,
+            },
+            order=decision.pk,
+        )
+        for decision in Decision.objects.filter(case_id=pk).select_related("reviewer")
+    ]
+
+
+def decisions_evidence(case_id: str) -> list[dict[str, Any]] | None:
+    from review.models import Decision, ItemEdit
+
+    pk = _case_uuid(case_id)
+    if pk is None:
+        return None
+    edits: dict[int, list[dict[str, Any]]] = {}
+    for edit in ItemEdit.objects.filter(work_item__case_id=pk).select_related("editor"):
+        edits.setdefault(edit.work_item_id, []).append(
+            {
+                "field": edit.field,
+                "before": edit.before,
+                "after": edit.after,
+                "source": edit.source,
+                "editor": edit.editor.get_username(),
+                "at": edit.created_at.isoformat(),
+            }
+        )
+    return [
+        {
+            "id": d.pk,
+            "item": d.work_item_id,
+            "role": d.role,
+            "reviewer": d.reviewer.get_username(),
+            "verdict": d.verdict,
+            "rationale": d.rationale,
+            "reasons": d.reasons,
+            "return_to": d.return_to,
+            "maker": d.maker.get_username() if d.maker else None,
+            "agrees_with_maker": d.agrees_with_maker,
+            "time_spent_seconds": d.time_spent.total_seconds() if d.time_spent else None,
+            "at": d.created_at.isoformat(),
+            "edits": edits.get(d.work_item_id, []),
+        }
+        for d in Decision.objects.filter(case_id=pk).select_related("reviewer", "maker")
+    ]

@@ -336,7 +336,21 @@ def _complete_step(item: WorkItem, verdict: str, decision: Decision, reviewer: A
         ).edits
     )
     proposed = {edit["field"]: edit["after"] for edit in edits}
-    output: dict[str, Any] = {"decision_id": decision.pk, "rationale": decision.rationale}
+    output: dict[str, Any] = {
+        "decision_id": decision.pk,
+        "rationale": decision.rationale,
+        # Every verdict on the item (maker and checker too), for the case's API detail.
+        "decisions": [
+            {
+                "role": d.role,
+                "reviewer": d.reviewer.get_username(),
+                "verdict": d.verdict,
+                "rationale": d.rationale,
+                "at": d.created_at.isoformat(),
+            }
+            for d in item.decisions.select_related("reviewer").order_by("id")
+        ],
+    }
     if proposed:
         output["proposed"] = proposed
         output["edits"] = edits

@@ -318,3 +318,28 @@ def test_a_reviewer_who_may_see_but_does_not_hold_the_item_cannot_act_on_it(clie
     verdict = decide(client, held, verdict="approve")
     assert verdict.status_code == 409
     assert not Decision.objects.exists() and held.edits.count() == 0
+
+
+def test_decisions_and_edits_are_in_the_case_timeline_and_evidence_pack(
+    client, held, alice, audrey
+):
+    signed_in(client, alice)
+    client.post(
+        reverse("review:edit", args=[held.pk]),
+        {"token": item_token(held), "field": "amount", "value": "1300"},
+    )
+    decide(client, held, verdict="approve", rationale="checked against the PDF")
+    client.logout()
+    signed_in(client, audrey)
+    evidence = client.get(reverse("audit:evidence_json", args=[held.case_id])).json()
+    [decision] = (
+        evidence["sections"]["decisions"] if "sections" in evidence else evidence["decisions"]
+    )
+    assert (decision["verdict"], decision["reviewer"], decision["rationale"]) == (
+        "approve",
+        "alice",
+        "checked against the PDF",
+    )
+    assert decision["edits"][0]["after"] == 1300.0
+    timeline = client.get(reverse("audit:case_timeline", args=[held.case_id])).content.decode()
+    assert "reviewer approve" in timeline and "checked against the PDF" in timeline
