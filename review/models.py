@@ -1,8 +1,8 @@
 """What reviewers decide: verdicts with their rationale, and the edits behind them.
 
 Four-eyes rules hold in the database too: a checker's decision names the maker and
-the case's submitter and must be neither; one decision per role per item, so a
-double-submitted verdict records one decision.
+the case's submitter and must be neither; one decision per role per round of an
+item, so a double-submitted verdict records one decision.
 """
 
 from __future__ import annotations
@@ -49,13 +49,17 @@ class Decision(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     agrees_with_maker = models.BooleanField(null=True, blank=True)
+    # Each escalation or dispute opens a new round in which the item is decided again.
+    round = models.PositiveSmallIntegerField(default=0)
     time_spent = models.DurationField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["work_item", "role"], name="decision_one_per_role"),
+            models.UniqueConstraint(
+                fields=["work_item", "role", "round"], name="decision_one_per_role_and_round"
+            ),
             models.CheckConstraint(
                 condition=~models.Q(rationale=""), name="decision_has_a_rationale"
             ),

@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.roles import Role, roles_of
@@ -278,6 +279,10 @@ def decision_record(
     agrees = None
     if maker_decision is not None and verdict in (Verdict.APPROVE, Verdict.REJECT):
         agrees = verdict == maker_decision.verdict
+    # Each escalation or dispute opened a new round in which the item is decided again.
+    round_ = locked.decisions.filter(
+        Q(verdict=Verdict.ESCALATE) | Q(agrees_with_maker=False)
+    ).count()
     try:
         with transaction.atomic():
             decision = Decision.objects.create(
@@ -293,6 +298,7 @@ def decision_record(
                 maker=locked.maker if role == DecisionRole.CHECKER else None,
                 submitter=locked.case.submitted_by if role == DecisionRole.CHECKER else None,
                 agrees_with_maker=agrees,
+                round=round_,
                 time_spent=now - locked.claimed_at if locked.claimed_at else None,
             )
     except IntegrityError:
@@ -335,7 +341,11 @@ def _complete_step(item: WorkItem, verdict: str, decision: Decision, reviewer: A
             item.decisions.filter(role=DecisionRole.MAKER).order_by("-id").first() or decision
         ).edits
     )
-    proposed = {edit["field"]: edit["after"] for edit in edits}
+    # Edits change the case only when the verdict approves; a rejection keeps the
+    # proposal as the workers made it (the edits stay in the record).
+    proposed = (
+        {edit["field"]: edit["after"] for edit in edits} if verdict == Verdict.APPROVE else {}
+    )
     output: dict[str, Any] = {
         "decision_id": decision.pk,
         "rationale": decision.rationale,
@@ -353,25 +363,38 @@ def _complete_step(item: WorkItem, verdict: str, decision: Decision, reviewer: A
     }
     if proposed:
         output["proposed"] = proposed
+    if edits:
         output["edits"] = edits
     engine.review_step_complete(
         step_run=item.step_run, outcome=verdict, actor=reviewer, output=output
     )
 
 
-def _escalate(item: WorkItem, reviewer: Any, reason: str, now: dt.datetime) -> None:
-    target = item.queue.escalation_queue
-    if target is None:  # a checker's disagreement with nowhere to go: managers decide
-        item.flag = "four-eyes disagreement: a manager must decide"
-        item.save(update_fields=["flag", "updated_at"])
-        routing.work_items_reassign(item_ids=[item.pk], to_user=None, actor=reviewer, reason=reason)
-        return
-    # The escalation reviewer decides alone: the item becomes a single review there.
+def _escalate(
+    item: WorkItem, reviewer: Any, reason: str, now: dt.datetime, *, dispute: bool = False
+) -> None:
+    """Send the item up: to its queue's escalation queue one priority class higher, where
+    one person decides it alone. A four-eyes dispute bars its maker and checker from
+    settling it; with no escalation queue it goes back to its queue, flagged for a
+    manager to hand to someone else."""
+    if dispute:
+        barred = {*(item.excluded_reviewers or []), item.maker_id, reviewer.pk}
+        item.excluded_reviewers = sorted(pk for pk in barred if pk is not None)
     item.kind = ItemKind.REVIEW
     item.maker = None
     item.escalation_level = max(item.escalation_level, 1)
-    item.save(update_fields=["kind", "maker", "escalation_level", "updated_at"])
-    routing.work_items_move(item_ids=[item.pk], queue=target, actor=reviewer, reason=reason)
+    item.save(
+        update_fields=["kind", "maker", "excluded_reviewers", "escalation_level", "updated_at"]
+    )
+    target = item.queue.escalation_queue
+    if target is None:
+        item.flag = "four-eyes disagreement: a manager must pick who settles it"
+        item.save(update_fields=["flag", "updated_at"])
+        routing.work_items_reassign(item_ids=[item.pk], to_user=None, actor=reviewer, reason=reason)
+        return
+    routing.work_items_move(
+        item_ids=[item.pk], queue=target, actor=reviewer, reason=reason, raise_priority=True
+    )
 
 
 def _act(
@@ -417,6 +440,7 @@ def _act(
             f"four-eyes disagreement: maker {maker.verdict if maker else '?'}, "
             f"checker {verdict}: {decision.rationale}",
             now,
+            dispute=True,
         )
         return
     _finish(item, now)

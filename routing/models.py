@@ -338,6 +338,9 @@ class WorkItem(models.Model):
     maker = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # User ids who may not take this item any more: the maker and checker of a
+    # disputed four-eyes verdict, so neither settles their own dispute.
+    excluded_reviewers = models.JSONField(default=list, blank=True)
     flag = models.CharField(max_length=200, blank=True, help_text="why a manager should look")
     reassignment_count = models.PositiveIntegerField(default=0)
     escalation_level = models.PositiveSmallIntegerField(default=0)

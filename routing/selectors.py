@@ -37,10 +37,17 @@ def claimable_items(
         items = items.exclude(maker=profile.user_id)
     skills = sorted(profile.skills)
     if connection.vendor == "postgresql":
-        items = items.filter(skills__contained_by=skills)
+        items = items.filter(skills__contained_by=skills).exclude(
+            excluded_reviewers__contains=[profile.user_id]
+        )
     else:
-        # SQLite has no JSON containment: exclude items naming any skill the person lacks.
-        lacking = waiting.values_list("id", "skills")
-        excluded = [pk for pk, needed in lacking if not set(needed or []) <= set(skills)]
-        items = items.exclude(id__in=excluded)
+        # SQLite has no JSON containment: one pass over the waiting items' lists leaves
+        # out those needing a skill the person lacks or barring them.
+        have = set(skills)
+        barred = [
+            pk
+            for pk, needed, excluded in waiting.values_list("id", "skills", "excluded_reviewers")
+            if not set(needed or []) <= have or profile.user_id in (excluded or [])
+        ]
+        items = items.exclude(id__in=barred)
     return items.order_by("rank_at", "id")

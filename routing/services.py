@@ -320,6 +320,8 @@ def may_take(user: Any, item: WorkItem) -> bool:
 
     if item.case.submitted_by_id is not None and item.case.submitted_by_id == user.pk:
         return False
+    if user.pk in (item.excluded_reviewers or []):
+        return False
     if item.maker_id is not None:
         return item.maker_id != user.pk and Role.CHECKER in roles_of(user)
     return True
@@ -561,13 +563,22 @@ def work_items_reassign(
 
 
 @transaction.atomic
-def work_items_move(*, item_ids: Sequence[int], queue: Queue, actor: Any, reason: str) -> int:
-    """A manager moves items to another queue; they wait there unclaimed."""
+def work_items_move(
+    *,
+    item_ids: Sequence[int],
+    queue: Queue,
+    actor: Any,
+    reason: str,
+    raise_priority: bool = False,
+) -> int:
+    """Move items to another queue (a manager's bulk move, or an escalation, which
+    raises each item one priority class); they wait there unclaimed."""
     reason = _require_reason(reason)
     items = _lock_open_items(item_ids)
     now = timezone.now()
     for item in items:
-        _move(item, queue, actor=actor, reason=reason, priority=item.priority, now=now)
+        priority = max(1, item.priority - 1) if raise_priority else item.priority
+        _move(item, queue, actor=actor, reason=reason, priority=priority, now=now)
     if queue.strategy != Strategy.PULL:
         queue_push(queue=queue, now=now)
     return len(items)
