@@ -27,10 +27,12 @@
     }
   });
   // After htmx swaps a panel, move focus to its message so screen readers hear it.
+  // Only the values panel's own swaps move focus: the nav bell polls with htmx too,
+  // and must never pull focus away from what the reviewer is typing.
   document.body.addEventListener("htmx:afterSwap", function (event) {
     var target = event.detail.target;
-    var focus = (target && target.querySelector && target.querySelector("[data-focus]")) ||
-      document.querySelector("#values-panel [data-focus]");
+    if (!target || target.id !== "values-panel") return;
+    var focus = document.querySelector("#values-panel [data-focus]");
     if (focus) focus.focus();
   });
   var error = document.getElementById("workspace-error");

@@ -22,14 +22,14 @@ def test_the_sign_in_page_has_the_form_and_htmx_from_django_htmx(client):
     assert "https://" not in html  # no external scripts, styles or fonts
 
 
-def test_alice_signs_in_and_lands_on_her_home_page(client, alice):
+def test_alice_signs_in_and_lands_on_her_review_inbox(client, alice):
     response = client.post(
         "/accounts/login/", {"username": "alice", "password": PASSWORD}, follow=True
     )
-    assert response.redirect_chain[-1][0] == "/"
+    assert response.redirect_chain[-1][0] == "/review/"
     html = response.content.decode()
-    assert "Welcome, Alice" in html
-    assert "Reviewer" in html
+    assert "Your review inbox" in html
+    assert "(reviewer)" in html
 
 
 def test_a_wrong_password_is_refused_with_a_message(client, alice):
