@@ -5,6 +5,7 @@ import datetime as dt
 import re
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -280,7 +281,8 @@ def test_the_inbox_and_workspace_cost_a_fixed_number_of_queries(
         review_item(invoices)
         work_item_claim_next(reviewer=alice)
     signed_in(client, alice)
-    with django_assert_num_queries(8):
+    # SQLite reads the waiting items' skill lists once more (it has no JSON containment).
+    with django_assert_num_queries(7 if connection.vendor == "postgresql" else 8):
         response = client.get(INBOX)
     assert len(re.findall(r'href="/review/items/\d+/"', response.content.decode())) == 4
     item = WorkItem.objects.filter(assignee=alice).first()
