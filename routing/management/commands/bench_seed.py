@@ -247,6 +247,8 @@ class Command(BaseCommand):
             "workflow": workflow.pk,
         }
         statements = [
+            # Inside an outer transaction (a test) ON COMMIT has not dropped it yet.
+            "DROP TABLE IF EXISTS bench_seed_rows",
             """
             CREATE TEMP TABLE bench_seed_rows ON COMMIT DROP AS
             SELECT s.*,
