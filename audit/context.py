@@ -2,6 +2,7 @@
 
 Web requests get it from AuditContextMiddleware; Celery tasks and commands set it with
 `audit_context(...)`. Values live in a ContextVar, so threads and tasks don't mix.
+While tracing is on (config/tracing.py), the trace id is the active span's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import HttpRequest, HttpResponse
 
 from audit.models import ActorKind
+from config import tracing
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,13 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}
 
 
 def current() -> AuditContext:
-    return _current.get()
+    """The context of the code running now. Its trace_id is the active span's when a
+    span is active, else whatever was set (a request's traceparent header)."""
+    ctx = _current.get()
+    trace_id = tracing.current_trace_id()
+    if trace_id and trace_id != ctx.trace_id:
+        return replace(ctx, trace_id=trace_id)
+    return ctx
 
 
 @contextlib.contextmanager

@@ -6,11 +6,13 @@ broker kept in files under var/ (no server), and a local-memory cache.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import database_settings, env_bool, env_int, env_list, env_str, env_url
+from config.tracing import exporters_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("ARBITER_DATA_DIR", str(BASE_DIR / "var")))
@@ -51,9 +53,12 @@ INSTALLED_APPS = [
     "routing",
     "notifications",
     "review",
+    "metrics",
 ]
 
 MIDDLEWARE = [
+    # Outermost, so the request figures of /metrics time the whole stack.
+    "metrics.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -65,6 +70,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "audit.context.AuditContextMiddleware",
+    "config.logging.LogContextMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -161,8 +167,9 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    # /healthz and /readyz are probed over plain HTTP from inside the cluster.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    # /healthz, /readyz and /metrics are probed and scraped over plain HTTP from inside
+    # the cluster.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -245,6 +252,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "orchestration-outbox": {"task": "orchestration.relay_outbox", "schedule": 10.0},
     "webhook-deliveries": {"task": "orchestration.deliver_due_webhooks", "schedule": 15.0},
     "routing-sla-sweep": {"task": "routing.sla_sweep", "schedule": 30.0},
+    "metrics-slo-evaluation": {"task": "metrics.evaluate_slos", "schedule": 60.0},
     "idempotency-purge": {"task": "orchestration.purge_idempotency_keys", "schedule": 3600.0},
     "notification-emails": {"task": "notifications.send_due_emails", "schedule": 60.0},
     "audit-checkpoint": {
@@ -299,6 +307,26 @@ DEMO_PASSWORD = env_str("DEMO_PASSWORD", "arbiter-demo")
 TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0, minimum=0)
 READYZ_TIMEOUT_SECONDS = env_int("READYZ_TIMEOUT_SECONDS", 3, minimum=1)
 
+# /metrics (Prometheus): who may scrape. A bearer token, the networks scrapers come
+# from, or both; with neither, loopback only (anyone while DEBUG is on).
+METRICS_TOKEN = env_str("METRICS_TOKEN").strip()
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", [])
+for _network in METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_NETWORKS: {_network!r} is not a network such as 10.0.0.0/8 "
+            "(no host bits set) or a single address."
+        ) from None
+
+# Tracing and logs (config/tracing.py, config/logging.py) -----------------------------
+# OpenTelemetry reads its own OTEL_* variables (exporter, endpoint, service name,
+# sampler). The choice of exporter is checked here, so a typo stops start-up instead of
+# tracing nothing; empty means tracing is off and costs nothing.
+TRACING_EXPORTERS = exporters_from_env()
+# Log every SQL statement with its parameters (which carry case payloads) at DEBUG.
+LOG_SQL = env_bool("LOG_SQL", False)
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r} is not a logging level.")
@@ -321,6 +349,7 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "DEBUG" if LOG_SQL else "INFO"}},
 }
 # Celery keeps Django's logging configuration (JSON lines with correlation ids).
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

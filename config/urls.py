@@ -4,14 +4,17 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts import views as account_views
 from config import views
+from metrics.prometheus import metrics_view
 
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("accounts/", include("accounts.urls")),
     path("audit/", include("audit.urls")),
     path("dashboard/", include("routing.urls")),
+    path("dashboard/", include("metrics.urls")),
     path("review/", include("review.urls")),
     path("notifications/", include("notifications.urls")),
     path("settings/", include("orchestration.settings_urls")),

@@ -8,6 +8,7 @@ Handlers run outside any transaction, between two short ones.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import json
 import logging
@@ -25,6 +26,7 @@ from django.utils import timezone
 from audit.context import Actor, ActorLike, audit_context
 from audit.models import AuditAction
 from audit.services import record
+from config import tracing
 from config.errors import ApplicationError, Conflict, NotFound
 from orchestration import definition as wf_definition
 from orchestration.backoff import retry_delay
@@ -700,7 +702,9 @@ def _run_handler(ctx: StepContext, timeout: float) -> dict[str, Any]:
     spec = get_handler(ctx.handler)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"handler-{ctx.handler}")
     try:
-        future = pool.submit(spec.func, ctx)
+        # The handler thread inherits this context: the trace (its HTTP calls join it)
+        # and the correlation id of its log lines.
+        future = pool.submit(contextvars.copy_context().run, spec.func, ctx)
         try:
             output = future.result(timeout=timeout)
         except FutureTimeout:
@@ -716,6 +720,16 @@ def _run_handler(ctx: StepContext, timeout: float) -> dict[str, Any]:
     return dict(output)
 
 
+def _span_attributes(ctx: StepContext) -> dict[str, str | int]:
+    return {
+        "arbiter.case_id": ctx.case_id,
+        "arbiter.correlation_id": ctx.correlation_id,
+        "arbiter.step_id": ctx.step_id,
+        "arbiter.handler": ctx.handler,
+        "arbiter.attempt": ctx.attempt,
+    }
+
+
 def step_run_execute(step_run_id: int) -> None:
     """Run one attempt of a pending step run. Safe to call twice: a run that is not
     pending (finished, running elsewhere, cancelled) is left alone."""
@@ -729,7 +743,8 @@ def step_run_execute(step_run_id: int) -> None:
             "running %s attempt %s", run.handler, run.attempt, extra={"case_id": ctx.case_id}
         )
         try:
-            output = _run_handler(ctx, timeout)
+            with tracing.span(f"handler {ctx.handler}", _span_attributes(ctx)):
+                output = _run_handler(ctx, timeout)
         except Exception as exc:
             _attempt_failed(run.pk, run.attempt, exc, actor=worker_actor)
             return

@@ -56,6 +56,7 @@ class Decision(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["created_at"], name="decision_created")]
         constraints = [
             models.UniqueConstraint(
                 fields=["work_item", "role", "round"], name="decision_one_per_role_and_round"

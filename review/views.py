@@ -8,12 +8,10 @@ calibration report counts per cell.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -21,6 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_http_methods
 
+from accounts.decorators import roles_required
 from accounts.roles import Role, roles_of
 from config.errors import ApplicationError, Conflict
 from config.htmx import HtmxHttpRequest
@@ -41,16 +40,9 @@ def _is_reviewer(request: HttpRequest) -> bool:
     return bool(roles_of(request.user) & REVIEW_ROLES)
 
 
-def _reviewers_only(view: View) -> View:
-    """Signed in (else to sign-in) and a reviewer or checker (else 403)."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not _is_reviewer(request):
-            raise PermissionDenied
-        return view(request, *args, **kwargs)
-
-    return login_required(wrapped)
+_reviewers_only = roles_required(
+    REVIEW_ROLES, "The review workspace is for reviewers and checkers."
+)
 
 
 @require_http_methods(["GET", "POST"])

@@ -375,6 +375,12 @@ class WorkItem(models.Model):
                 condition=models.Q(state__in=["queued", "claimed", "awaiting_checker"]),
             ),
             models.Index(fields=["decided_at"], name="workitem_decided"),
+            # Queue time by claim time (flow metrics); unclaimed items stay out of it.
+            models.Index(
+                fields=["claimed_at"],
+                name="workitem_claimed",
+                condition=models.Q(claimed_at__isnull=False),
+            ),
         ]
         constraints = [
             # The maker of a four-eyes item can never hold it as its checker.

@@ -22,6 +22,7 @@ from audit.services import record
 from config.errors import ApplicationError, Conflict
 from routing import selectors
 from routing.calendar import business_add
+from routing.instrumentation import timed_claim
 from routing.models import (
     OPEN_STATES,
     ItemState,
@@ -243,6 +244,7 @@ def _assign(item: WorkItem, user: Any, *, now: dt.datetime) -> None:
     item.save(update_fields=["state", "assignee", "claimed_at", "last_activity_at", "updated_at"])
 
 
+@timed_claim  # claim latency for /metrics, commit included
 @transaction.atomic
 def work_item_claim_next(*, reviewer: Any, kinds: Sequence[str] | None = None) -> WorkItem | None:
     """Give the reviewer the item of highest effective priority they may work; None

@@ -9,13 +9,10 @@ through routing.services.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -24,29 +21,16 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from accounts.roles import Role, roles_of
+from accounts.decorators import managers_only
 from config.errors import ApplicationError
 from config.htmx import HtmxHttpRequest
 from routing import dashboard, services, svg
 from routing.models import Queue, Skill
 
-MANAGING_ROLES = frozenset({Role.MANAGER, Role.ADMIN})
 PAGE_SIZE = 50
 
 
 View = Callable[..., HttpResponse]
-
-
-def _managers_only(view: View) -> View:
-    """Managers and admins only: signed in (else to sign-in), holding a role (else 403)."""
-
-    @wraps(view)
-    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not roles_of(request.user) & MANAGING_ROLES:
-            raise PermissionDenied("The dashboard is for managers and admins.")
-        return view(request, *args, **kwargs)
-
-    return login_required(guarded)
 
 
 def _raw_filters(request: HttpRequest) -> dict[str, str]:
@@ -55,7 +39,7 @@ def _raw_filters(request: HttpRequest) -> dict[str, str]:
 
 
 @require_GET
-@_managers_only
+@managers_only
 @vary_on_headers("HX-Request")  # the same URL answers a partial to htmx: keep caches apart
 def index(request: HtmxHttpRequest) -> HttpResponse:
     """Per queue: backlog, age buckets, SLA risk, oldest item, WIP, the last 24 hours."""
@@ -154,7 +138,7 @@ def _queue_page(
 
 
 @require_GET
-@_managers_only
+@managers_only
 def queue_items(request: HttpRequest, name: str) -> HttpResponse:
     """Drill-down: the queue's open items, oldest first, 50 a page."""
     return _queue_page(request, get_object_or_404(Queue, name=name))
@@ -173,7 +157,7 @@ def _back(request: HttpRequest, queue: Queue) -> str:
 
 
 @require_POST
-@_managers_only
+@managers_only
 def queue_reassign(request: HttpRequest, name: str) -> HttpResponse:
     """Bulk: hand the selected items to a reviewer, or back to their queue (no one)."""
     queue = get_object_or_404(Queue, name=name)
@@ -201,7 +185,7 @@ def queue_reassign(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
-@_managers_only
+@managers_only
 def queue_move(request: HttpRequest, name: str) -> HttpResponse:
     """Bulk: move the selected items to another queue, where they wait unclaimed."""
     queue = get_object_or_404(Queue, name=name)

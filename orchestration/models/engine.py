@@ -167,6 +167,12 @@ class Case(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["status", "created_at"], name="case_status_created"),
+            # Flow metrics read finished cases by time; open cases (null) stay out of it.
+            models.Index(
+                fields=["finished_at"],
+                name="case_finished",
+                condition=models.Q(finished_at__isnull=False),
+            ),
             models.Index(fields=["external_ref"], name="case_external_ref"),
             models.Index(fields=["client", "created_at"], name="case_client_created"),
         ]

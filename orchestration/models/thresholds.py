@@ -65,6 +65,7 @@ class QaFinding(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["step_run", "reviewer"], name="qa_finding_once"),
         ]
+        indexes = [models.Index(fields=["created_at"], name="qa_finding_created")]
 
     def __str__(self) -> str:
         verdict = "agrees" if self.agrees else "disagrees"
