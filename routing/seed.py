@@ -39,7 +39,7 @@ PEOPLE: dict[str, tuple[dict[str, int], list[str], list[str]]] = {
     "alice": ({"invoices": 4, "moderation": 2}, ["eu"], ["invoices", "moderation"]),
     "bob": ({"invoices": 3, "kyc": 5}, ["eu", "us"], ["invoices", "kyc", "qa"]),
     "carol": ({"kyc": 3, "moderation": 5}, ["us", "apac"], ["kyc", "moderation", "qa"]),
-    "maria": ({"invoices": 3, "kyc": 3, "moderation": 3}, ["eu", "us", "apac"], ["escalations"]),
+    "manager": ({"invoices": 3, "kyc": 3, "moderation": 3}, ["eu", "us", "apac"], ["escalations"]),
 }
 
 
@@ -72,7 +72,7 @@ def seed_demo(log: Callable[[str], None]) -> None:
     for name, title in SKILLS:
         Skill.objects.get_or_create(name=name, defaults={"title": title})
     slas = _slas()
-    owner = get_user_model().objects.filter(username="maria").first()
+    owner = get_user_model().objects.filter(username="manager").first()
     queues = {}
     for name, title, required, strategy, sla, wip in QUEUES:
         queues[name], created = Queue.objects.get_or_create(
