@@ -21,6 +21,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Case as SqlCase
+from django.db.models import Value, When
 from django.utils import timezone
 
 from audit.context import Actor, ActorLike, audit_context
@@ -155,10 +157,14 @@ def latest_published(slug: str) -> Workflow:
 def policy_for(workflow_slug: str, step_id: str) -> ThresholdPolicy | None:
     """The newest grid for this review step, else for its workflow, else None (the
     built-in default applies)."""
-    policies = ThresholdPolicy.objects.filter(workflow_slug=workflow_slug)
+    # One read: the step's own grids sort before the workflow's (step_id "").
     return (
-        policies.filter(step_id=step_id).order_by("-version").first()
-        or policies.filter(step_id="").order_by("-version").first()
+        ThresholdPolicy.objects.filter(workflow_slug=workflow_slug, step_id__in=[step_id, ""])
+        .order_by(
+            SqlCase(When(step_id=step_id, then=Value(0)), default=Value(1)),
+            "-version",
+        )
+        .first()
     )
 
 
