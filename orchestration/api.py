@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
@@ -568,15 +569,17 @@ class CaseListView(BaseApiView):
                 return replay
             claim = found.record
         try:
-            response = self._submit(request, client)
+            # The case and the key's stored answer commit together (one commit).
+            with transaction.atomic():
+                response = self._submit(request, client)
+                if claim is not None:
+                    intake.idempotency_complete(
+                        claim=claim, status=response.status_code, body=response.data
+                    )
         except BaseException:
             if claim is not None:
                 intake.idempotency_release(claim=claim)
             raise
-        if claim is not None:
-            intake.idempotency_complete(
-                claim=claim, status=response.status_code, body=response.data
-            )
         return response
 
     def _submit(self, request: Request, client: ApiClient) -> Response:

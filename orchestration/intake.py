@@ -127,21 +127,22 @@ def idempotency_claim(*, client: ApiClient, key: str, fingerprint: str) -> Idemp
     concurrent request with the same key sees the claim at once (the unique index
     lets exactly one INSERT win)."""
     now = timezone.now()
+    # One short transaction (one commit): forget the key if it is past its time, then
+    # claim it; a concurrent claim of the same key waits on the unique index and loses.
     with transaction.atomic():
-        # A key past its time is forgotten, so it may be used again.
         IdempotencyRecord.objects.filter(client=client, key=key, expires_at__lte=now).delete()
-    try:
-        with transaction.atomic():
-            claimed = IdempotencyRecord.objects.create(
-                client=client,
-                key=key,
-                request_hash=fingerprint,
-                created_at=now,
-                expires_at=now + IDEMPOTENCY_TTL,
-            )
-        return IdempotencyClaim(claimed, "new")
-    except IntegrityError:
-        existing = IdempotencyRecord.objects.get(client=client, key=key)
+        try:
+            with transaction.atomic():
+                claimed = IdempotencyRecord.objects.create(
+                    client=client,
+                    key=key,
+                    request_hash=fingerprint,
+                    created_at=now,
+                    expires_at=now + IDEMPOTENCY_TTL,
+                )
+            return IdempotencyClaim(claimed, "new")
+        except IntegrityError:
+            existing = IdempotencyRecord.objects.get(client=client, key=key)
     if existing.request_hash != fingerprint:
         return IdempotencyClaim(existing, "mismatch")
     if not existing.completed:
