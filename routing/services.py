@@ -674,8 +674,9 @@ def _due_items(field: str, now: dt.datetime, extra: Q, limit: int) -> list[WorkI
 
 
 def _warn(item: WorkItem, now: dt.datetime) -> None:
+    # A plain UPDATE: the sweep's marks are in the audit trail, not item history rows.
     item.warned_at = now
-    item.save(update_fields=["warned_at", "updated_at"])
+    WorkItem.objects.filter(pk=item.pk).update(warned_at=now, updated_at=now)
     record(
         actor=SLA_SWEEPER,
         action=AuditAction.SLA_WARNED,
@@ -692,12 +693,19 @@ def _warn(item: WorkItem, now: dt.datetime) -> None:
     )
 
 
-def _escalate(item: WorkItem, now: dt.datetime) -> None:
+def _escalate(
+    item: WorkItem, now: dt.datetime, policies: dict[int, SLAPolicy | None] | None = None
+) -> None:
     """Climb one rung of the ladder: 1 breach (notify assignee and owner), 2 reassign,
     3 move to the escalation queue with raised priority. The level is compared and
-    set on the locked row, so no rung is ever applied twice."""
+    set on the locked row, so no rung is ever applied twice. `policies` memoises SLA
+    policies by queue for one sweep."""
     rung = item.escalation_level + 1
-    policy = _sla_policy(item.queue)
+    if policies is None:
+        policies = {}
+    if item.queue_id not in policies:
+        policies[item.queue_id] = _sla_policy(item.queue)
+    policy = policies[item.queue_id]
     if rung == 1:
         item.breached_at = now
         record(
@@ -765,8 +773,12 @@ def _escalate(item: WorkItem, now: dt.datetime) -> None:
         )
     item.escalation_level = rung
     item.escalate_at = _rung_at(item, policy, rung + 1)
-    item.save(
-        update_fields=["breached_at", "escalation_level", "escalate_at", "flag", "updated_at"]
+    WorkItem.objects.filter(pk=item.pk).update(
+        breached_at=item.breached_at,
+        escalation_level=rung,
+        escalate_at=item.escalate_at,
+        flag=item.flag,
+        updated_at=now,
     )
 
 
@@ -846,9 +858,10 @@ def sla_sweep(*, now: dt.datetime | None = None, limit: int = 1000) -> dict[str,
         for item in _due_items("warn_at", now, Q(warned_at__isnull=True), limit):
             _warn(item, now)
             counts["warned"] += 1
+    policies: dict[int, SLAPolicy | None] = {}
     with transaction.atomic():
         for item in _due_items("escalate_at", now, Q(), limit):
-            _escalate(item, now)
+            _escalate(item, now, policies)
             counts["escalated"] += 1
     with transaction.atomic():
         counts["reassigned"] = _idle_and_absent(now, limit)
