@@ -354,6 +354,12 @@ class WorkItem(models.Model):
                 name="workitem_claimable",
                 condition=models.Q(state__in=["queued", "awaiting_checker"]),
             ),
+            # Claim order across all of a reviewer's queues: walked until the first fit.
+            models.Index(
+                fields=["rank_at", "id"],
+                name="workitem_claim_order",
+                condition=models.Q(state__in=["queued", "awaiting_checker"]),
+            ),
             models.Index(fields=["assignee", "state"], name="workitem_assignee_state"),
             # The SLA sweep walks only what is due: open items not yet warned / escalated.
             models.Index(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from orchestration.models import Case
 from routing.models import ItemState, Queue, ReviewerProfile, WorkItem
 
 
@@ -30,8 +31,11 @@ def claimable_items(
     """
     states = [ItemState.QUEUED, ItemState.AWAITING_CHECKER] if checker else [ItemState.QUEUED]
     waiting = WorkItem.objects.filter(state__in=states, queue__in=queues)
-    items = waiting.filter(Q(region="") | Q(region__in=list(profile.regions))).exclude(
-        case__submitted_by=profile.user_id
+    # A correlated NOT EXISTS, checked row by row in claim order (not a join over every
+    # case), so the claim can walk the claim-order index and stop at the first fit.
+    own_cases = Case.objects.filter(pk=OuterRef("case_id"), submitted_by=profile.user_id)
+    items = waiting.filter(Q(region="") | Q(region__in=list(profile.regions))).filter(
+        ~Exists(own_cases)
     )
     if checker:
         items = items.exclude(maker=profile.user_id)
