@@ -31,11 +31,12 @@ typecheck: $(INSTALLED)
 check: lint typecheck
 	$(PY) manage.py makemigrations --check --dry-run
 
-# Speed goals, each next to a baseline run in the same invocation. Needs PostgreSQL:
-# DATABASE_URL names the server (the benchmark creates and drops its own database there).
+# Speed goals, each next to a baseline run in the same invocation (bench/README.md).
+# Needs PostgreSQL, RabbitMQ, pgbench and wrk: DATABASE_URL names the server (the suite
+# creates and drops its own databases there). BENCH_ARGS=--quick for a few minutes' check.
 bench: $(INSTALLED)
 	DATABASE_URL="$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/arbiter}" \
-		$(PY) bench/audit_verify.py $(BENCH_ARGS)
+		$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Arbiter's benchmark suite: `make bench` (bench/run.py) and bench/audit_verify.py."""
