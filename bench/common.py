@@ -93,12 +93,14 @@ def with_database(parts: SplitResult, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-def admin_connect(parts: SplitResult) -> psycopg.Connection[Any]:
-    """A connection for CREATE/DROP DATABASE: the maintenance database, else the caller's."""
+def admin_connect(parts: SplitResult, name: str = "") -> psycopg.Connection[Any]:
+    """A connection for CREATE/DROP DATABASE: the maintenance database, else the caller's.
+    `name` becomes its application_name, which a second run shows when it is refused."""
+    options: dict[str, Any] = {"application_name": name} if name else {}
     try:
-        return psycopg.connect(with_database(parts, "postgres"), autocommit=True)
+        return psycopg.connect(with_database(parts, "postgres"), autocommit=True, **options)
     except psycopg.OperationalError:
-        return psycopg.connect(urlunsplit(parts), autocommit=True)
+        return psycopg.connect(urlunsplit(parts), autocommit=True, **options)
 
 
 # Two runs against one server would drop each other's database: the first holds this
@@ -106,13 +108,26 @@ def admin_connect(parts: SplitResult) -> psycopg.Connection[Any]:
 _LOCK_KEY = int.from_bytes(hashlib.sha256(BENCH_DB.encode()).digest()[:8], "big", signed=True)
 
 
-def lock_server(parts: SplitResult) -> psycopg.Connection[Any]:
-    admin = admin_connect(parts)
+def lock_server(parts: SplitResult, run: str) -> psycopg.Connection[Any]:
+    """Hold the server's benchmark lock until the connection closes. `run` says which
+    run holds it (shown to a run that is refused, so people on a shared machine can
+    tell whose it is and how long it has been going)."""
+    name = f"arbiter bench.run: {run}, pid {os.getpid()}, started {time.strftime('%H:%M')}"
+    admin = admin_connect(parts, name[:63])
     row = admin.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK_KEY]).fetchone()
     if not row or not row[0]:
+        # A bigint advisory key shows in pg_locks as two oids: its high and low halves.
+        holder = admin.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid",
+            [(_LOCK_KEY >> 32) & 0xFFFFFFFF, _LOCK_KEY & 0xFFFFFFFF],
+        ).fetchone()
         admin.close()
         raise UsageError(
-            f"another run of the suite is using {BENCH_DB} on that server; wait for it to finish."
+            f"another run of the suite is using {BENCH_DB} on that server"
+            + (f" ({holder[0]})" if holder and holder[0] else "")
+            + "; wait for it to finish."
         )
     return admin
 
