@@ -108,6 +108,76 @@ def record(
     return event
 
 
+# Audited configuration changes ---------------------------------------------------------
+
+
+def reason_required(reason: str) -> str:
+    """The reason a person gave for a change, stripped; refused when empty."""
+    from config.errors import ApplicationError
+
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError("say why: a reason is required", field="reason")
+    return reason
+
+
+def model_snapshot(obj: models.Model) -> dict[str, Any]:
+    """A model's field values as JSON values for before/after; decimals at their stored
+    precision, so a form's "95" and the database's 95.000 read alike."""
+    import json
+    from decimal import Decimal
+
+    from django.core.serializers.json import DjangoJSONEncoder
+    from django.forms.models import model_to_dict
+
+    values = model_to_dict(obj)
+    for field in obj._meta.concrete_fields:
+        value = values.get(field.name)
+        if isinstance(field, models.DecimalField) and isinstance(value, Decimal):
+            values[field.name] = value.quantize(Decimal(1).scaleb(-field.decimal_places))
+    snapshot: dict[str, Any] = json.loads(json.dumps(values, cls=DjangoJSONEncoder))
+    return snapshot
+
+
+@transaction.atomic
+def audited_save(*, obj: Any, actor: ActorLike, reason: str, action: str) -> Any:
+    """Validate and save a configuration object, with its before/after and the reason
+    in the audit trail (and, for models with history, as the history's reason)."""
+    reason = reason_required(reason)
+    obj.full_clean()
+    before = None
+    if obj.pk is not None:
+        previous = type(obj)._default_manager.filter(pk=obj.pk).first()
+        before = model_snapshot(previous) if previous is not None else None
+    obj._change_reason = reason
+    obj.save()
+    record(
+        actor=actor,
+        action=action,
+        subject=obj,
+        before=before,
+        after=model_snapshot(obj),
+        reason=reason,
+    )
+    return obj
+
+
+@transaction.atomic
+def audited_delete(*, obj: Any, actor: ActorLike, reason: str, action: str) -> None:
+    """Delete a configuration object, keeping what it was in the audit trail."""
+    reason = reason_required(reason)
+    record(
+        actor=actor,
+        action=action,
+        subject=obj,
+        before=model_snapshot(obj),
+        after=None,
+        reason=reason,
+    )
+    obj._change_reason = reason
+    obj.delete()
+
+
 _HEADS_SQL = """
     SELECT e.chain, e.chain_seq, e.hash
     FROM audit_auditevent e

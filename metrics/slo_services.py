@@ -6,23 +6,18 @@ each new one on the outbox as `slo.burn_rate` for the owner to be notified.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import DecimalField, Q
-from django.forms.models import model_to_dict
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.roles import Role
 from audit.context import Actor, ActorLike
 from audit.models import AuditAction
-from audit.services import record
-from config.errors import ApplicationError
+from audit.services import audited_delete, audited_save
 from metrics import slo as selectors
 from metrics.models import SLO, SLOAlert
 from orchestration.services import outbox_publish
@@ -33,64 +28,18 @@ SLO_EVALUATOR = Actor.system("slo-evaluator")
 BURN_RATE_TOPIC = "slo.burn_rate"
 
 
-def _require_reason(reason: str) -> str:
-    reason = (reason or "").strip()
-    if not reason:
-        raise ApplicationError("say why: a reason is required", field="reason")
-    return reason
-
-
-def _snapshot(slo: SLO) -> dict[str, Any]:
-    """The SLO's fields as JSON values; decimals at their stored precision, so a form's
-    "95" and the database's 95.000 read alike in before and after."""
-    values = model_to_dict(slo)
-    for model_field in SLO._meta.concrete_fields:
-        value = values.get(model_field.name)
-        if isinstance(model_field, DecimalField) and isinstance(value, Decimal):
-            values[model_field.name] = value.quantize(
-                Decimal(1).scaleb(-model_field.decimal_places)
-            )
-    snapshot: dict[str, Any] = json.loads(json.dumps(values, cls=DjangoJSONEncoder))
-    return snapshot
-
-
-@transaction.atomic
 def slo_save(*, slo: SLO, actor: ActorLike, reason: str) -> SLO:
     """Create or change an SLO after validating it, with the before/after and the
     reason in the audit trail (as a policy change) and in its history."""
-    reason = _require_reason(reason)
-    slo.full_clean()
-    before = None
-    if slo.pk is not None:
-        previous = SLO.objects.filter(pk=slo.pk).first()
-        before = _snapshot(previous) if previous is not None else None
-    slo._change_reason = reason  # type: ignore[attr-defined]
-    slo.save()
-    record(
-        actor=actor,
-        action=AuditAction.POLICY_CHANGED,
-        subject=slo,
-        before=before,
-        after=_snapshot(slo),
-        reason=reason,
+    saved: SLO = audited_save(
+        obj=slo, actor=actor, reason=reason, action=AuditAction.POLICY_CHANGED
     )
-    return slo
+    return saved
 
 
-@transaction.atomic
 def slo_delete(*, slo: SLO, actor: ActorLike, reason: str) -> None:
     """Remove an SLO (and its alerts), keeping what it was in the audit trail."""
-    reason = _require_reason(reason)
-    record(
-        actor=actor,
-        action=AuditAction.POLICY_CHANGED,
-        subject=slo,
-        before=_snapshot(slo),
-        after=None,
-        reason=reason,
-    )
-    slo._change_reason = reason  # type: ignore[attr-defined]
-    slo.delete()
+    audited_delete(obj=slo, actor=actor, reason=reason, action=AuditAction.POLICY_CHANGED)
 
 
 # Evaluation -----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from audit.context import Actor, ActorLike
 from audit.models import AuditAction
-from audit.services import record
+from audit.services import audited_delete, audited_save, reason_required, record
 from config.errors import ApplicationError, Conflict
 from routing import selectors
 from routing.calendar import business_add
@@ -542,11 +542,7 @@ def _hand_over(
         )
 
 
-def _require_reason(reason: str) -> str:
-    reason = (reason or "").strip()
-    if not reason:
-        raise ApplicationError("say why: a reason is required", field="reason")
-    return reason
+_require_reason = reason_required
 
 
 def _lock_open_items(item_ids: Sequence[int]) -> list[WorkItem]:
@@ -892,48 +888,15 @@ _CONFIG_ACTIONS = {
 }
 
 
-def _snapshot(obj: Any) -> dict[str, Any]:
-    import json
-
-    from django.core.serializers.json import DjangoJSONEncoder
-    from django.forms.models import model_to_dict
-
-    return json.loads(json.dumps(model_to_dict(obj), cls=DjangoJSONEncoder))
-
-
-@transaction.atomic
 def config_save(*, obj: Any, actor: ActorLike, reason: str) -> Any:
     """Save a queue, rule, skill, profile, SLA policy or calendar after validating it,
     with the before/after and the reason in the audit trail and its history."""
-    reason = _require_reason(reason)
-    obj.full_clean()
-    before = None
-    if obj.pk is not None:
-        previous = type(obj).objects.filter(pk=obj.pk).first()
-        before = _snapshot(previous) if previous is not None else None
-    obj._change_reason = reason
-    obj.save()
-    record(
-        actor=actor,
-        action=_CONFIG_ACTIONS.get(obj._meta.model_name, AuditAction.QUEUE_CHANGED),
-        subject=obj,
-        before=before,
-        after=_snapshot(obj),
-        reason=reason,
-    )
-    return obj
+    return audited_save(obj=obj, actor=actor, reason=reason, action=_config_action(obj))
 
 
-@transaction.atomic
 def config_delete(*, obj: Any, actor: ActorLike, reason: str) -> None:
-    reason = _require_reason(reason)
-    record(
-        actor=actor,
-        action=_CONFIG_ACTIONS.get(obj._meta.model_name, AuditAction.QUEUE_CHANGED),
-        subject=obj,
-        before=_snapshot(obj),
-        after=None,
-        reason=reason,
-    )
-    obj._change_reason = reason
-    obj.delete()
+    audited_delete(obj=obj, actor=actor, reason=reason, action=_config_action(obj))
+
+
+def _config_action(obj: Any) -> str:
+    return _CONFIG_ACTIONS.get(obj._meta.model_name, AuditAction.QUEUE_CHANGED)

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
+from config.errors import ApplicationError
 from metrics import slo as selectors
 from metrics import slo_services
 from metrics.models import SLO, AlertSeverity, SLIKind, SLOAlert
@@ -508,7 +509,7 @@ def test_changes_and_deletes_are_audited_with_before_and_after(adam):
     assert events[1].after is not None
     assert (events[1].before["objective"], events[1].after["objective"]) == ("99.000", "99.500")
     assert events[2].after is None
-    with pytest.raises(slo_services.ApplicationError, match="reason"):
+    with pytest.raises(ApplicationError, match="reason"):
         slo_services.slo_save(
             slo=SLO(name="x", sli="step_success", objective=99), actor=adam, reason=" "
         )
