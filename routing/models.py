@@ -19,6 +19,15 @@ from audit.history import history_user
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+def _check_time_zone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError({"time_zone": f"unknown time zone {name!r}"}) from None
+
+
 class Skill(models.Model):
     """The vocabulary of skills; profiles, queues and cases name skills from it."""
 
@@ -55,12 +64,7 @@ class BusinessCalendar(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(self.time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValidationError({"time_zone": f"unknown time zone {self.time_zone!r}"}) from None
+        _check_time_zone(self.time_zone)
         if self.always_open:
             return
         bad = [day for day in self.weekdays or [] if day not in WEEKDAYS]
@@ -229,12 +233,7 @@ class ReviewerProfile(models.Model):
         return self.on_shift and self.in_shift(now) and not self.is_absent(now)
 
     def clean(self) -> None:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(self.time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValidationError({"time_zone": f"unknown time zone {self.time_zone!r}"}) from None
+        _check_time_zone(self.time_zone)
         if not isinstance(self.skills, dict) or not all(
             isinstance(level, int) and 1 <= level <= 5 for level in self.skills.values()
         ):
