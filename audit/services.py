@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from django.db import connection, models, transaction
@@ -33,16 +35,103 @@ def chain_for(case_id: str) -> str:
     return f"case:{case_id}" if case_id else GLOBAL_CHAIN
 
 
-def _lock_chain(chain: str) -> None:
-    """Serialize appends to one chain until the caller's transaction ends.
+def _lock_key(chain: str) -> int:
+    return int.from_bytes(hashlib.sha256(chain.encode()).digest()[:8], "big", signed=True)
 
-    On PostgreSQL a transaction-scoped advisory lock keyed by the chain; SQLite runs
-    one writer at a time already (IMMEDIATE transactions), so it needs nothing.
-    """
-    if connection.vendor == "postgresql":
-        key = int.from_bytes(hashlib.sha256(chain.encode()).digest()[:8], "big", signed=True)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+# The last head this process wrote or read per chain: a hint, never trusted. The
+# INSERT that uses it checks in the same statement that it is still the chain's head,
+# so a hint left by a rolled-back transaction or savepoint, or overtaken by another
+# process, only costs the slow path. Bounded: the oldest hints go first.
+_HEAD_HINTS: OrderedDict[tuple[str, str], tuple[int, str]] = OrderedDict()
+_HEAD_HINTS_MAX = 4096
+
+
+def _hint_get(chain: str) -> tuple[int, str] | None:
+    return _HEAD_HINTS.get((connection.alias, chain))
+
+
+def _hint_set(chain: str, seq: int, head_hash: str) -> None:
+    key = (connection.alias, chain)
+    _HEAD_HINTS[key] = (seq, head_hash)
+    _HEAD_HINTS.move_to_end(key)
+    while len(_HEAD_HINTS) > _HEAD_HINTS_MAX:
+        try:
+            _HEAD_HINTS.popitem(last=False)
+        except KeyError:  # another thread emptied it first
+            break
+
+
+def chain_started(case_id: object) -> None:
+    """Tell the audit trail that a case was created in this transaction, so its chain
+    is empty: the case's first event is then written in one round trip. (Only a hint;
+    see `_HEAD_HINTS`.)"""
+    _hint_set(chain_for(str(case_id)), 0, GENESIS_HASH)
+
+
+@functools.cache
+def _insert_sql() -> tuple[str, tuple[models.Field[Any, Any], ...]]:
+    fields = tuple(f for f in AuditEvent._meta.concrete_fields if not f.primary_key)
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    table = qn(AuditEvent._meta.db_table)
+    # Names come from the model's metadata; every value is a parameter.
+    sql = (
+        "SELECT pg_advisory_xact_lock(%s); "  # noqa: S608
+        f"INSERT INTO {table} ({columns}) SELECT {placeholders} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE chain = %s AND chain_seq >= %s) "
+        f"AND (%s = 1 OR EXISTS (SELECT 1 FROM {table} "
+        "WHERE chain = %s AND chain_seq = %s AND hash = %s)) RETURNING id"
+    )
+    return sql, fields
+
+
+def _insert_if_head(event: AuditEvent, key: int) -> bool:
+    """PostgreSQL, one round trip: take the chain's lock, then insert the event only if
+    its (chain_seq - 1, prev_hash) is still the chain's head. The two statements run
+    in one simple-query message, each with its own snapshot, so the head is read
+    after the lock is held. True when the row went in (event.pk is set)."""
+    sql, fields = _insert_sql()
+    values = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields]
+    seq = event.chain_seq
+    params = [key, *values, event.chain, seq, seq, event.chain, seq - 1, event.prev_hash]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        cursor.nextset()
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    event.pk = row[0]
+    event._state.adding = False
+    event._state.db = connection.alias
+    return True
+
+
+def _lock_and_read_head(chain: str) -> tuple[int, str]:
+    """PostgreSQL, one round trip: the chain's lock, then its head, read in a second
+    statement of the same message (so with a snapshot taken once the lock is held)."""
+    table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s); "  # noqa: S608 (the model's own table name)
+            f"SELECT chain_seq, hash FROM {table} WHERE chain = %s "
+            "ORDER BY chain_seq DESC LIMIT 1",
+            [_lock_key(chain), chain],
+        )
+        cursor.nextset()
+        row = cursor.fetchone()
+    return (int(row[0]), row[1]) if row else (0, GENESIS_HASH)
+
+
+def _read_head(chain: str) -> tuple[int, str]:
+    head = (
+        AuditEvent.objects.filter(chain=chain)
+        .order_by("-chain_seq")
+        .values_list("chain_seq", "hash")
+        .first()
+    )
+    return (head[0], head[1]) if head else (0, GENESIS_HASH)
 
 
 def record(
@@ -61,8 +150,11 @@ def record(
     """Append one event to its chain (the case's, or the global one) and return it.
 
     Must run inside the caller's transaction, so the event and the change it records
-    commit or roll back together; outside one it raises AuditError. Costs one advisory
-    lock, one indexed read of the chain head and one INSERT.
+    commit or roll back together; outside one it raises AuditError. On PostgreSQL it
+    costs one round trip when this process knows the chain's head (it wrote the last
+    event, or `chain_started` said the chain is new): the chain's advisory lock and an
+    INSERT that checks the head. Otherwise two: the lock with an indexed read of the
+    head, then the INSERT.
     """
     if not connection.in_atomic_block:
         raise AuditError("audit.record must run inside the transaction of the change it records")
@@ -75,18 +167,9 @@ def record(
     who = _actor(actor)
     case = str(case_id or "")
     chain = chain_for(case)
-    _lock_chain(chain)
-    head = (
-        AuditEvent.objects.filter(chain=chain)
-        .order_by("-chain_seq")
-        .values_list("chain_seq", "hash")
-        .first()
-    )
-    seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
     event = AuditEvent(
         occurred_at=timezone.now(),
         chain=chain,
-        chain_seq=seq,
         actor_kind=who.kind,
         actor_id=who.id,
         actor_name=who.name,
@@ -101,11 +184,103 @@ def record(
         reason=reason,
         before=to_json_value(before),
         after=to_json_value(after),
-        prev_hash=prev_hash,
     )
+    hint = _hint_get(chain) if connection.vendor == "postgresql" else None
+    if hint is not None:
+        event.chain_seq, event.prev_hash = hint[0] + 1, hint[1]
+        event.hash = event_hash(event.hashed_fields())
+        if _insert_if_head(event, _lock_key(chain)):
+            _hint_set(chain, event.chain_seq, event.hash)
+            return event
+        # A stale hint: the lock is held now, so the head read below is the real one.
+        seq, prev_hash = _read_head(chain)
+    elif connection.vendor == "postgresql":
+        seq, prev_hash = _lock_and_read_head(chain)
+    else:
+        seq, prev_hash = _read_head(chain)
+    event.chain_seq, event.prev_hash = seq + 1, prev_hash
     event.hash = event_hash(event.hashed_fields())
     event.save()
+    if connection.vendor == "postgresql":
+        _hint_set(chain, event.chain_seq, event.hash)
     return event
+
+
+def record_many(entries: Sequence[Mapping[str, Any]]) -> list[AuditEvent]:
+    """Append many events at once, each given as `record`'s keyword arguments, in
+    order (events of one chain are chained in the order given).
+
+    For a sweep over many cases: on PostgreSQL every chain's lock is taken and every
+    head read in one round trip (locks in key order, so two batches never deadlock
+    on each other), and the events go in with one INSERT. Elsewhere it is `record`
+    per entry. Same rules as `record`: inside the caller's transaction.
+    """
+    if not entries:
+        return []
+    if not connection.in_atomic_block:
+        raise AuditError("audit.record must run inside the transaction of the change it records")
+    for entry in entries:
+        if entry["action"] not in AuditAction.values:
+            raise AuditError(
+                f"unknown audit action {entry['action']!r}; add it to AuditAction first"
+            )
+    if connection.vendor != "postgresql":
+        return [record(**entry) for entry in entries]
+    ctx = context.current()
+    now = timezone.now()
+    events = []
+    for entry in entries:
+        action = entry["action"]
+        subject = entry.get("subject")
+        object_type = entry.get("object_type", "")
+        object_id = entry.get("object_id", "")
+        if subject is not None:
+            object_type = object_type or subject._meta.label_lower
+            object_id = object_id or subject.pk
+        who = _actor(entry["actor"])
+        case = str(entry.get("case_id") or "")
+        events.append(
+            AuditEvent(
+                occurred_at=now,
+                chain=chain_for(case),
+                actor_kind=who.kind,
+                actor_id=who.id,
+                actor_name=who.name,
+                action=action,
+                object_type=object_type,
+                object_id=str(object_id or ""),
+                case_id=case,
+                correlation_id=str(entry.get("correlation_id") or ctx.correlation_id or ""),
+                trace_id=ctx.trace_id,
+                request_id=ctx.request_id,
+                client_ip=ctx.client_ip,
+                reason=entry.get("reason", ""),
+                before=to_json_value(entry.get("before")),
+                after=to_json_value(entry.get("after")),
+            )
+        )
+    chains = sorted({event.chain for event in events})
+    keys = sorted({_lock_key(chain) for chain in chains})
+    table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM "  # noqa: S608 (the model's own table name)
+            "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS keys; "
+            f"SELECT DISTINCT ON (chain) chain, chain_seq, hash FROM {table} "
+            "WHERE chain = ANY(%s) ORDER BY chain, chain_seq DESC",
+            [keys, chains],
+        )
+        cursor.nextset()
+        heads = {chain: (int(seq), head) for chain, seq, head in cursor.fetchall()}
+    for event in events:
+        seq, prev_hash = heads.get(event.chain, (0, GENESIS_HASH))
+        event.chain_seq, event.prev_hash = seq + 1, prev_hash
+        event.hash = event_hash(event.hashed_fields())
+        heads[event.chain] = (event.chain_seq, event.hash)
+    AuditEvent.objects.bulk_create(events)
+    for chain, (seq, head) in heads.items():
+        _hint_set(chain, seq, head)
+    return events
 
 
 # Audited configuration changes ---------------------------------------------------------

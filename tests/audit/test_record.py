@@ -3,6 +3,7 @@ import threading
 import pytest
 from django.db import connection, transaction
 
+from audit import services as audit_services
 from audit.context import Actor, audit_context
 from audit.hashing import GENESIS_HASH, event_hash
 from audit.models import AppendOnlyError, AuditAction, AuditEvent
@@ -115,13 +116,72 @@ def test_the_model_refuses_updates_and_deletes(alice):
 
 
 def test_recording_is_one_insert_after_the_chain_head_read(alice, django_assert_num_queries):
+    audit_services._HEAD_HINTS.clear()  # what another process, which wrote nothing here, knows
     record(actor=alice, action=AuditAction.CASE_SUBMITTED, case_id="C-6")
-    # PostgreSQL adds the advisory lock; SQLite serializes writers itself.
-    expected = 3 if connection.vendor == "postgresql" else 2
-    with django_assert_num_queries(expected) as captured:
-        record(actor=Actor.system("worker:x"), action=AuditAction.STEP_STARTED, case_id="C-6")
-    inserts = [q for q in captured.captured_queries if q["sql"].startswith("INSERT")]
+    audit_services._HEAD_HINTS.clear()
+    # PostgreSQL takes the advisory lock in the head read's round trip; SQLite
+    # serializes writers itself.
+    with django_assert_num_queries(2) as captured:
+        event = record(
+            actor=Actor.system("worker:x"), action=AuditAction.STEP_STARTED, case_id="C-6"
+        )
+    inserts = [q for q in captured.captured_queries if "INSERT" in q["sql"]]
     assert len(inserts) == 1
+    if connection.vendor == "postgresql":
+        assert "pg_advisory_xact_lock" in captured.captured_queries[0]["sql"]
+    assert event.chain_seq == 2
+    assert verify(case_id="C-6").ok
+
+
+@pytest.mark.postgres
+def test_the_next_event_of_a_chain_this_process_wrote_is_one_round_trip(
+    alice, django_assert_num_queries
+):
+    record(actor=alice, action=AuditAction.CASE_SUBMITTED, case_id="C-7")
+    with django_assert_num_queries(1) as captured:
+        second = record(actor=alice, action=AuditAction.STEP_STARTED, case_id="C-7")
+    assert "pg_advisory_xact_lock" in captured.captured_queries[0]["sql"]
+    assert second.chain_seq == 2
+    assert AuditEvent.objects.get(pk=second.pk).hash == second.hash
+    assert verify(case_id="C-7").ok
+
+
+@pytest.mark.postgres
+def test_a_new_case_chain_starts_in_one_round_trip(alice, django_assert_num_queries):
+    audit_services.chain_started("C-8")
+    with django_assert_num_queries(1):
+        first = record(actor=alice, action=AuditAction.CASE_SUBMITTED, case_id="C-8")
+    assert (first.chain_seq, first.prev_hash) == (1, GENESIS_HASH)
+    assert verify(case_id="C-8").ok
+
+
+def test_a_head_rolled_back_with_its_savepoint_is_not_chained_to(alice):
+    record(actor=alice, action=AuditAction.CASE_SUBMITTED, case_id="C-9")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        gone = record(actor=alice, action=AuditAction.STEP_STARTED, case_id="C-9")
+        raise RuntimeError("the change failed")
+    kept = record(actor=alice, action=AuditAction.STEP_FAILED, case_id="C-9")
+    assert kept.chain_seq == gone.chain_seq
+    assert kept.prev_hash != gone.hash
+    assert list(
+        AuditEvent.objects.filter(case_id="C-9").order_by("chain_seq").values_list("action")
+    ) == [(AuditAction.CASE_SUBMITTED,), (AuditAction.STEP_FAILED,)]
+    assert verify(case_id="C-9").ok
+
+
+def test_a_stale_head_hint_costs_the_slow_path_and_never_breaks_the_chain(alice):
+    for action in (AuditAction.CASE_SUBMITTED, AuditAction.STEP_STARTED):
+        record(actor=alice, action=action, case_id="C-10")
+    # As if another process had appended since this one last wrote, or a hint said
+    # "new chain" for a chain that has events.
+    audit_services.chain_started("C-10")
+    third = record(actor=alice, action=AuditAction.STEP_SUCCEEDED, case_id="C-10")
+    assert third.chain_seq == 3
+    audit_services._hint_set("case:C-10", 2, "f" * 64)
+    fourth = record(actor=alice, action=AuditAction.CASE_COMPLETED, case_id="C-10")
+    assert (fourth.chain_seq, fourth.prev_hash) == (4, third.hash)
+    assert AuditEvent.objects.filter(case_id="C-10").count() == 4
+    assert verify(case_id="C-10").ok
 
 
 @pytest.mark.postgres
@@ -157,3 +217,41 @@ def test_concurrent_appends_to_one_chain_serialize_on_postgresql():
     )
     assert seqs == list(range(1, 81))
     assert verify(case_id="C-race").ok
+
+
+def test_many_events_are_chained_in_the_order_given_across_chains(alice):
+    record(actor=alice, action=AuditAction.CASE_SUBMITTED, case_id="C-11")
+    events = audit_services.record_many(
+        [
+            {"actor": alice, "action": AuditAction.SLA_BREACHED, "case_id": "C-11"},
+            {"actor": alice, "action": AuditAction.SLA_BREACHED, "case_id": "C-12"},
+            {"actor": alice, "action": AuditAction.ITEM_ESCALATED, "case_id": "C-11"},
+            {"actor": alice, "action": AuditAction.POLICY_CHANGED, "after": {"x": 1}},
+        ]
+    )
+    assert [(e.chain, e.chain_seq) for e in events] == [
+        ("case:C-11", 2),
+        ("case:C-12", 1),
+        ("case:C-11", 3),
+        ("global", events[3].chain_seq),
+    ]
+    assert events[2].prev_hash == events[0].hash
+    assert all(e.pk for e in events)
+    for case in ("C-11", "C-12"):
+        assert verify(case_id=case).ok
+    # What record writes next follows on.
+    after = record(actor=alice, action=AuditAction.CASE_COMPLETED, case_id="C-11")
+    assert (after.chain_seq, after.prev_hash) == (4, events[2].hash)
+    assert verify().ok
+
+
+def test_many_events_refuse_an_unknown_action_and_write_nothing(alice):
+    before = AuditEvent.objects.count()
+    with pytest.raises(AuditError, match=r"case\.teleported"):
+        audit_services.record_many(
+            [
+                {"actor": alice, "action": AuditAction.SLA_BREACHED, "case_id": "C-13"},
+                {"actor": alice, "action": "case.teleported", "case_id": "C-13"},
+            ]
+        )
+    assert AuditEvent.objects.count() == before
