@@ -9,6 +9,9 @@ class AuditConfig(AppConfig):
 
     def ready(self) -> None:
         from audit import registry, selectors
+        from audit.history import cache_history_managers
+
+        cache_history_managers()
 
         registry.register_timeline_source("audit", selectors.audit_timeline)
         registry.register_evidence_section("audit_chain", selectors.audit_chain_evidence)
