@@ -277,8 +277,14 @@ class CaseSubmitSerializer(StrictSerializer):
             raise serializers.ValidationError(f"Is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}.")
         return value
 
+    # The newest published version, found while validating, so intake reads it once.
+    workflow_version: Workflow | None = None
+
     def validate_workflow(self, value: str) -> str:
-        if not Workflow.objects.filter(slug=value, published=True).exists():
+        self.workflow_version = (
+            Workflow.objects.filter(slug=value, published=True).order_by("-version").first()
+        )
+        if self.workflow_version is None:
             raise serializers.ValidationError(f"No published workflow {value!r}.")
         client = self.context.get("client")
         if client is not None and not client.may_use(value):
@@ -587,7 +593,7 @@ class CaseListView(BaseApiView):
         submission.is_valid(raise_exception=True)
         data = submission.validated_data
         case = services.case_submit(
-            workflow=data["workflow"],
+            workflow=submission.workflow_version or data["workflow"],
             payload=data["payload"],
             actor=actor_of(request),
             client=client,

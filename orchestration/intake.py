@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -122,27 +122,62 @@ def request_fingerprint(body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_CLAIM_SQL = """
+    INSERT INTO orchestration_idempotencyrecord
+        (client_id, key, request_hash, completed, response_status, response_body,
+         created_at, expires_at)
+    VALUES (%s, %s, %s, false, NULL, NULL, %s, %s)
+    ON CONFLICT (client_id, key) DO UPDATE SET
+        request_hash = EXCLUDED.request_hash, completed = false, response_status = NULL,
+        response_body = NULL, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+    WHERE orchestration_idempotencyrecord.expires_at <= EXCLUDED.created_at
+    RETURNING id
+"""
+
+
 def idempotency_claim(*, client: ApiClient, key: str, fingerprint: str) -> IdempotencyClaim:
     """Claim `key` for this request, or say why it cannot be. Commits on its own, so a
     concurrent request with the same key sees the claim at once (the unique index
     lets exactly one INSERT win)."""
     now = timezone.now()
-    # One short transaction (one commit): forget the key if it is past its time, then
-    # claim it; a concurrent claim of the same key waits on the unique index and loses.
-    with transaction.atomic():
-        IdempotencyRecord.objects.filter(client=client, key=key, expires_at__lte=now).delete()
-        try:
-            with transaction.atomic():
-                claimed = IdempotencyRecord.objects.create(
-                    client=client,
-                    key=key,
-                    request_hash=fingerprint,
-                    created_at=now,
-                    expires_at=now + IDEMPOTENCY_TTL,
-                )
+    expires = now + IDEMPOTENCY_TTL
+    if connection.vendor == "postgresql":
+        # One statement, one round trip: insert the key, or take over the row of an
+        # expired one; a live key (or a concurrent claim, which waits on the unique
+        # index and then loses) returns no row.
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM_SQL, [client.pk, key, fingerprint, now, expires])
+            row = cursor.fetchone()
+        if row is not None:
+            claimed = IdempotencyRecord(
+                id=row[0],
+                client=client,
+                key=key,
+                request_hash=fingerprint,
+                created_at=now,
+                expires_at=expires,
+            )
+            claimed._state.adding = False
+            claimed._state.db = connection.alias
             return IdempotencyClaim(claimed, "new")
-        except IntegrityError:
-            existing = IdempotencyRecord.objects.get(client=client, key=key)
+        existing = IdempotencyRecord.objects.get(client=client, key=key)
+    else:
+        # One short transaction (one commit): forget the key if it is past its time,
+        # then claim it; a concurrent claim of the same key waits and loses.
+        with transaction.atomic():
+            IdempotencyRecord.objects.filter(client=client, key=key, expires_at__lte=now).delete()
+            try:
+                with transaction.atomic():
+                    claimed = IdempotencyRecord.objects.create(
+                        client=client,
+                        key=key,
+                        request_hash=fingerprint,
+                        created_at=now,
+                        expires_at=expires,
+                    )
+                return IdempotencyClaim(claimed, "new")
+            except IntegrityError:
+                existing = IdempotencyRecord.objects.get(client=client, key=key)
     if existing.request_hash != fingerprint:
         return IdempotencyClaim(existing, "mismatch")
     if not existing.completed:

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import logging
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from functools import lru_cache
@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from audit.context import Actor, ActorLike, audit_context
 from audit.models import AuditAction
-from audit.services import record
+from audit.services import chain_started, record
 from config import tracing
 from config.errors import ApplicationError, Conflict, NotFound
 from orchestration import definition as wf_definition
@@ -255,6 +255,25 @@ def outbox_publish(*, topic: str, case: Case | None, payload: Mapping[str, Any])
     return event
 
 
+def outbox_publish_many(events: Sequence[tuple[str, Case, Mapping[str, Any]]]) -> list[OutboxEvent]:
+    """`outbox_publish` for many (topic, case, payload) at once: one INSERT."""
+    rows = [
+        OutboxEvent(
+            topic=topic,
+            case=case,
+            correlation_id=str(case.correlation_id),
+            payload={**payload, "case_id": str(case.pk), "status": case.status},
+        )
+        for topic, case, payload in events
+    ]
+    if not rows:
+        return []
+    OutboxEvent.objects.bulk_create(rows)
+    if not any(entry[1] is _nudge_relay for entry in connection.run_on_commit):
+        transaction.on_commit(_nudge_relay)
+    return rows
+
+
 def _nudge_relay() -> None:
     from orchestration.tasks import relay_outbox
 
@@ -370,7 +389,7 @@ def _set_case_status(case: Case, status: str, *, actor: ActorLike, reason: str =
 @transaction.atomic
 def case_submit(
     *,
-    workflow: str,
+    workflow: str | Workflow,
     payload: Mapping[str, Any],
     actor: ActorLike,
     client: ApiClient | None = None,
@@ -387,8 +406,14 @@ def case_submit(
 
     The case, its first step run, its audit event and its outbox event are written in
     one transaction; the worker is asked to run the step only after it commits.
+    `workflow` is a slug, or the published version the caller looked up already.
     """
-    version = latest_published(workflow)
+    if isinstance(workflow, Workflow):
+        if not workflow.published:
+            raise UnknownWorkflow(f"workflow {workflow} is not published", field="workflow")
+        version = workflow
+    else:
+        version = latest_published(workflow)
     flow = definition_of(version)
     case = Case.objects.create(
         workflow=version,
@@ -405,6 +430,7 @@ def case_submit(
         client=client,
         current_step=flow.start,
     )
+    chain_started(case.pk)
     with audit_context(correlation_id=str(case.correlation_id)):
         record(
             actor=actor,
@@ -426,7 +452,7 @@ def case_submit(
                 "external_ref": external_ref,
             },
         )
-        _start_step(case, flow.step(flow.start), actor=actor)
+        _start_step(case, flow.step(flow.start), actor=actor, first=True)
     logger.info(
         "case submitted",
         extra={"case_id": str(case.pk), "correlation_id": str(case.correlation_id)},
@@ -434,8 +460,9 @@ def case_submit(
     return case
 
 
-def _start_step(case: Case, step: Step, *, actor: ActorLike) -> StepRun:
-    """Create the step run for `step` and set the case's status for it. Caller holds the lock."""
+def _start_step(case: Case, step: Step, *, actor: ActorLike, first: bool = False) -> StepRun:
+    """Create the step run for `step` and set the case's status for it. Caller holds the
+    lock. `first`: the case's first step, so no earlier step run exists."""
     case.current_step = step.id
     run = StepRun(case=case, step_id=step.id, kind=step.kind, handler=step.handler)
     if step.kind == "task":
@@ -458,6 +485,9 @@ def _start_step(case: Case, step: Step, *, actor: ActorLike) -> StepRun:
     else:
         run.status = StepStatus.WAITING
         run.started_at = timezone.now()
+        if step.kind == "review":
+            # Decided before the INSERT, so the run is written once, gate included.
+            run.gate = _gate_decide(case, step, first=first)
         run.save()
     _audit(
         case,
@@ -501,24 +531,21 @@ def _review_closed(run: StepRun, reason: str) -> None:
         hook(step_run=run, reason=reason)
 
 
-def _gate(case: Case, step: Step, run: StepRun) -> None:
-    """The review gate: the threshold grid picks auto, review, four_eyes or block.
-
-    Records on the step run (and in the audit trail) the policy version, the cell and
-    the action, so later policy changes never alter a decision already taken.
-    """
-    gate_actor = Actor.system("gate")
+def _gate_decide(case: Case, step: Step, *, first: bool = False) -> dict[str, Any]:
+    """What the threshold grid says for this case at `step`: the policy version, the
+    cell and the action, as stored on the step run."""
     policy = policy_for(case.workflow.slug, step.id)
     grid = policy_grid(policy)
     impact = case.impact
-    previous = case.step_runs.filter(status=StepStatus.SUCCEEDED).exclude(pk=run.pk).last()
-    output = previous.output if previous is not None else None
-    if isinstance(output, Mapping) and output.get("impact") in IMPACTS:
-        impact = output["impact"]
+    if not first:
+        previous = case.step_runs.filter(status=StepStatus.SUCCEEDED).last()
+        output = previous.output if previous is not None else None
+        if isinstance(output, Mapping) and output.get("impact") in IMPACTS:
+            impact = output["impact"]
     cell = grid.decide(case.confidence, impact)
     version = policy.version if policy else 0
     sampled = cell.action == "auto" and is_sampled(str(case.pk), version, cell.sample_rate)
-    run.gate = {
+    return {
         "policy_id": policy.pk if policy else None,
         "policy_version": version,
         "policy_scope": (policy.step_id or "workflow") if policy else "built-in default",
@@ -530,7 +557,18 @@ def _gate(case: Case, step: Step, run: StepRun) -> None:
         "sample_rate": cell.sample_rate,
         "sampled": sampled,
     }
-    run.save(update_fields=["gate"])
+
+
+def _gate(case: Case, step: Step, run: StepRun) -> None:
+    """The review gate: the threshold grid picks auto, review, four_eyes or block.
+
+    Records on the step run (and in the audit trail) the policy version, the cell and
+    the action, so later policy changes never alter a decision already taken. The
+    decision is `run.gate`, set by `_gate_decide` before the run was first saved.
+    """
+    gate_actor = Actor.system("gate")
+    gate: dict[str, Any] = run.gate or {}
+    action, sampled = gate["action"], gate["sampled"]
     _audit(
         case,
         run,
@@ -538,7 +576,7 @@ def _gate(case: Case, step: Step, run: StepRun) -> None:
         actor=gate_actor,
         after=run.gate,
     )
-    if cell.action == "auto":
+    if action == "auto":
         _finish_step(case, run, outcome="approve", output={"decided_by": "gate"}, actor=gate_actor)
         if sampled:
             outbox_publish(
@@ -548,16 +586,17 @@ def _gate(case: Case, step: Step, run: StepRun) -> None:
             )
             _hand_to_people(case, run, step, kind="qa")
         _advance(case, run, "approve", actor=gate_actor)
-    elif cell.action == "block":
+    elif action == "block":
         run.move_to(StepStatus.CANCELLED)
         run.outcome = "blocked"
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "outcome", "finished_at"])
         case.outcome = "blocked"
-        _set_case_status(case, CaseStatus.BLOCKED, actor=gate_actor, reason=f"gate: {cell.label}")
+        label = gate["cell"]
+        _set_case_status(case, CaseStatus.BLOCKED, actor=gate_actor, reason=f"gate: {label}")
     else:  # review or four_eyes: hand it to people
         _set_case_status(case, CaseStatus.IN_REVIEW, actor=gate_actor)
-        _hand_to_people(case, run, step, kind=cell.action)
+        _hand_to_people(case, run, step, kind=action)
         outbox_publish(
             topic="review.requested",
             case=case,
@@ -566,7 +605,7 @@ def _gate(case: Case, step: Step, run: StepRun) -> None:
                 "step_id": step.id,
                 "routing": dict(step.routing),
                 "sla": step.sla,
-                "action": cell.action,
+                "action": action,
                 "gate": run.gate,
             },
         )
