@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from audit.context import Actor, ActorLike
 from audit.models import AuditAction
-from audit.services import audited_delete, audited_save, reason_required, record
+from audit.services import audited_delete, audited_save, reason_required, record, record_many
 from config.errors import ApplicationError, Conflict
 from routing import selectors
 from routing.calendar import business_add
@@ -661,7 +661,7 @@ def _due_items(field: str, now: dt.datetime, extra: Q, limit: int) -> list[WorkI
     """Open items whose `field` time has come, locked; a concurrent sweep skips them."""
     due = (
         WorkItem.objects.filter(extra, state__in=OPEN_STATES, **{f"{field}__lte": now})
-        .select_related("queue", "case", "assignee")
+        .select_related("queue__owner", "case", "assignee")
         .order_by(field, "id")
     )
     if connection.vendor == "postgresql":
@@ -686,6 +686,72 @@ def _warn(item: WorkItem, now: dt.datetime) -> None:
         title=f"At risk: an item in {item.queue.title} is due soon",
         users=[item.assignee, item.queue.owner],
         due_at=item.due_at.isoformat() if item.due_at else None,
+    )
+
+
+def _breach_all(
+    items: Sequence[WorkItem], now: dt.datetime, policies: dict[int, SLAPolicy | None]
+) -> None:
+    """Rung 1 for a batch of locked items: breached now, the next rung's time set, one
+    audit event and one `sla.breached` announcement each; on PostgreSQL one UPDATE,
+    one audit round trip plus one INSERT, and one outbox INSERT for the whole batch."""
+    from orchestration.services import outbox_publish_many
+
+    if not items:
+        return
+    for item in items:
+        if item.queue_id not in policies:
+            policies[item.queue_id] = _sla_policy(item.queue)
+        item.breached_at = now
+        item.escalation_level = 1
+        item.escalate_at = _rung_at(item, policies[item.queue_id], 2)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE routing_workitem AS w SET breached_at = %s, escalation_level = 1, "
+                "escalate_at = v.at, updated_at = %s "
+                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, at) WHERE w.id = v.id",
+                [now, now, [item.pk for item in items], [item.escalate_at for item in items]],
+            )
+    else:
+        for item in items:
+            item.updated_at = now
+        WorkItem.objects.bulk_update(
+            items, ["breached_at", "escalation_level", "escalate_at", "updated_at"]
+        )
+    record_many(
+        [
+            {
+                "actor": SLA_SWEEPER,
+                "action": AuditAction.SLA_BREACHED,
+                "subject": item,
+                "case_id": item.case_id,
+                "after": {
+                    "rung": 1,
+                    "due_at": item.due_at.isoformat() if item.due_at else None,
+                },
+            }
+            for item in items
+        ]
+    )
+    outbox_publish_many(
+        [
+            (
+                "sla.breached",
+                item.case,
+                {
+                    "item_id": item.pk,
+                    "queue": item.queue.name,
+                    "title": f"SLA breached: an item in {item.queue.title} is overdue",
+                    "notify_user_ids": sorted(
+                        {pk for pk in (item.assignee_id, item.queue.owner_id) if pk is not None}
+                    ),
+                    "notify_roles": [],
+                    "rung": 1,
+                },
+            )
+            for item in items
+        ]
     )
 
 
@@ -856,9 +922,14 @@ def sla_sweep(*, now: dt.datetime | None = None, limit: int = 1000) -> dict[str,
             counts["warned"] += 1
     policies: dict[int, SLAPolicy | None] = {}
     with transaction.atomic():
-        for item in _due_items("escalate_at", now, Q(), limit):
+        due = _due_items("escalate_at", now, Q(), limit)
+        # Rung 1 (the breach) is the common case and needs no per-item decisions: the
+        # whole batch is marked, audited and announced in a few statements.
+        climbing = [item for item in due if item.escalation_level > 0]
+        _breach_all([item for item in due if item.escalation_level == 0], now, policies)
+        for item in climbing:
             _escalate(item, now, policies)
-            counts["escalated"] += 1
+        counts["escalated"] += len(due)
     with transaction.atomic():
         counts["reassigned"] = _idle_and_absent(now, limit)
     for queue in Queue.objects.exclude(strategy=Strategy.PULL):

@@ -191,3 +191,47 @@ def test_the_sweep_touches_only_items_whose_time_has_come(queues, alice):
     assert fresh.updated_at == before and fresh.warned_at is None
     assert old.breached_at is not None
     assert WorkItem.objects.filter(breached_at__isnull=False).count() == 1
+
+
+def _breach_batch(queue, size: int):
+    items = [enqueue(queue) for _ in range(size)]
+    WorkItem.objects.filter(pk__in=[i.pk for i in items]).update(warned_at=timezone.now())
+    return items
+
+
+def test_a_batch_of_breaches_is_marked_audited_and_announced_item_by_item(queues, maria):
+    from audit.verification import verify
+
+    main, _ = queues
+    items = _breach_batch(main, 5)
+    later = max(i.escalate_at for i in items) + dt.timedelta(seconds=1)
+    assert sla_sweep(now=later)["escalated"] == 5
+    for item in items:
+        item.refresh_from_db()
+        assert (item.escalation_level, item.breached_at, item.updated_at) == (1, later, later)
+        # The next rung comes at 125 % of the four-hour target.
+        assert item.escalate_at == item.enqueued_at + 5 * HOUR
+        assert actions(item) == [AuditAction.SLA_BREACHED]
+        event = OutboxEvent.objects.get(topic="sla.breached", payload__item_id=item.pk)
+        assert event.payload["notify_user_ids"] == [maria.pk]
+        assert event.payload["case_id"] == str(item.case_id)
+        assert verify(case_id=str(item.case_id)).ok
+    assert sla_sweep(now=later)["escalated"] == 0
+
+
+def test_breaching_more_items_costs_no_more_statements(queues):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    main, _ = queues
+    counts = []
+    for size in (2, 9):
+        items = _breach_batch(main, size)
+        later = max(i.escalate_at for i in items) + dt.timedelta(seconds=1)
+        with CaptureQueriesContext(connection) as captured:
+            assert sla_sweep(now=later)["escalated"] == size
+        counts.append(len(captured.captured_queries))
+    if connection.vendor == "postgresql":
+        assert counts[0] == counts[1]
+    else:  # SQLite appends audit events one by one (two statements each)
+        assert counts[1] - counts[0] == 2 * 7
