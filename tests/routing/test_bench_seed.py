@@ -23,3 +23,19 @@ def test_bench_seed_refuses_nonsense(db):
         call_command("bench_seed", items=10, open=5)
     with pytest.raises(CommandError, match="--items must be at least 1"):
         call_command("bench_seed", items=0)
+
+
+def test_bench_seed_writes_rows_in_the_order_they_entered(alice):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    call_command("bench_seed", items=300, open=0.1, queues=2, batch=70, stdout=None)
+    entered = list(WorkItem.objects.order_by("id").values_list("enqueued_at", flat=True))
+    assert entered == sorted(entered)
+    now = timezone.now()
+    still_open = WorkItem.objects.filter(state__in=OPEN_STATES)
+    assert not still_open.filter(enqueued_at__lt=now - dt.timedelta(hours=48)).exists()
+    done = WorkItem.objects.exclude(state__in=OPEN_STATES)
+    assert not done.filter(enqueued_at__gt=now - dt.timedelta(hours=1)).exists()
+    assert not done.filter(decided_at__gt=now).exists()
