@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Sequence
+import operator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from django.db import transaction
 
 from audit.hashing import (
     GENESIS_HASH,
@@ -94,6 +97,113 @@ def _content_matches(values: Sequence[Any], stored_hash: str) -> bool:
     return event_hash(dict(zip(HASHED_FIELDS, values, strict=True))) == stored_hash
 
 
+# The canonical document's keys in sorted order are fixed, so on PostgreSQL the
+# document is assembled from a template: the string values JSON-encoded by json's C
+# encoder in one pass, the nested before/after re-encoded with sorted keys.
+_STR_SLOTS = tuple(
+    i for i, name in enumerate(HASHED_FIELDS) if name not in {"chain_seq", "before", "after"}
+)
+_SEQ_SLOT = HASHED_FIELDS.index("chain_seq")
+_BEFORE_SLOT = HASHED_FIELDS.index("before")
+_AFTER_SLOT = HASHED_FIELDS.index("after")
+_strings = operator.itemgetter(*_STR_SLOTS)
+_encode_str: Any = json.encoder.encode_basestring
+
+
+def _template() -> str:
+    """'{"action":{n},...}' with each key's place in the argument list of _raw_matches
+    (the string fields in _STR_SLOTS order, then chain_seq, before, after)."""
+    where = {HASHED_FIELDS[slot]: n for n, slot in enumerate(_STR_SLOTS)}
+    where.update(chain_seq=len(_STR_SLOTS), before=len(_STR_SLOTS) + 1)
+    where["after"] = len(_STR_SLOTS) + 2
+    items = []
+    for key in sorted([*HASHED_FIELDS, "v"]):
+        value = json.dumps(HASH_VERSION) if key == "v" else f"{{{where[key]}}}"
+        items.append(f'"{key}":{value}')
+    return "{{" + ",".join(items) + "}}"
+
+
+_TEMPLATE = _template()
+
+
+def _json_text(value: str | None) -> str:
+    return "null" if value is None else _encode(json.loads(value))
+
+
+def _raw_matches(values: Sequence[Any], stored_hash: str) -> bool:
+    """`_content_matches` for a row of the PostgreSQL stream, where occurred_at comes as
+    its canonical text (formatted by the server) and before/after as their JSON text.
+    Any value of an unexpected type, and every mismatch, is settled by event_hash over
+    the values as the ORM would read them back."""
+    seq = values[_SEQ_SLOT]
+    try:
+        if type(seq) is not int:
+            raise TypeError("chain_seq")
+        args = [*map(_encode_str, _strings(values)), str(seq)]
+        args.append(_json_text(values[_BEFORE_SLOT]))
+        args.append(_json_text(values[_AFTER_SLOT]))
+        if hashlib.sha256(_TEMPLATE.format(*args).encode()).hexdigest() == stored_hash:
+            return True
+    except (TypeError, ValueError):
+        pass
+    read_back = list(values)
+    read_back[_AT_IDX] = dt.datetime.fromisoformat(values[_AT_IDX])
+    for slot in (_BEFORE_SLOT, _AFTER_SLOT):
+        if values[slot] is not None:
+            read_back[slot] = json.loads(values[slot])
+    return event_hash(dict(zip(HASHED_FIELDS, read_back, strict=True))) == stored_hash
+
+
+def _raw_columns() -> str:
+    from django.db import connection
+
+    qn = connection.ops.quote_name
+    columns = []
+    for name in _FIELDS:
+        if name == "occurred_at":
+            # hashing.canonical_time, computed by the server: UTC, microseconds.
+            columns.append(
+                """to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')"""
+                " || '+00:00'"
+            )
+        else:
+            columns.append(qn(name))
+    return ", ".join(columns)
+
+
+def _raw_rows(
+    *, chain: str | None, low: str | None, high: str | None, chunk_size: int
+) -> Iterator[tuple[Any, ...]]:
+    """PostgreSQL: the events in (chain, chain_seq) order through a server-side cursor
+    on psycopg directly, without the ORM's per-value conversions."""
+    from django.db import connection
+
+    where, params = [], []
+    if chain is not None:
+        where.append("chain = %s")
+        params.append(chain)
+    if low is not None:
+        where.append("chain >= %s")
+        params.append(low)
+    if high is not None:
+        where.append("chain < %s")
+        params.append(high)
+    table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    query = (
+        f"SELECT {_raw_columns()} FROM {table}"  # noqa: S608 (names from the model)
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY chain, chain_seq"
+    )
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw is None:  # ensure_connection() opened it; never None here
+        raise RuntimeError("no database connection")
+    with raw.cursor(name=f"audit_verify_{id(query)}") as cursor:
+        cursor.itersize = chunk_size
+        cursor.execute(query, params)
+        yield from cursor
+
+
 @dataclass
 class _Scan:
     """What one pass over a run of chains found."""
@@ -105,7 +215,7 @@ class _Scan:
     events_then: int = 0
 
 
-def _scan(events: Any, limit: int, chunk_size: int) -> _Scan:
+def _scan(rows: Iterable[Sequence[Any]], limit: int, *, raw: bool = False) -> _Scan:
     """Walk events ordered by (chain, chain_seq); stop at the first broken link.
 
     Heads as they stood at the checkpoint (events up to `limit`) are digested as the
@@ -116,7 +226,8 @@ def _scan(events: Any, limit: int, chunk_size: int) -> _Scan:
     expected_seq = 1
     prev_hash = GENESIS_HASH
     head_then: tuple[str, int, str] | None = None
-    for row in events.values_list(*_FIELDS).iterator(chunk_size=chunk_size):
+    matches = _raw_matches if raw else _content_matches
+    for row in rows:
         if row[_CHAIN_IDX] != chain:
             if head_then is not None:
                 scan.heads_then.add(*head_then)
@@ -128,7 +239,7 @@ def _scan(events: Any, limit: int, chunk_size: int) -> _Scan:
             problem = f"expected position {expected_seq}: events before it are missing"
         elif row[_PREV_IDX] != prev_hash:
             problem = "its prev_hash does not match the hash of the event before it"
-        elif not _content_matches(row[1:-1], stored_hash):
+        elif not matches(row[1:-1], stored_hash):
             problem = "its content does not match its hash (the row was altered)"
         if problem is not None:
             scan.first_break = BrokenLink(event_id, row[_CHAIN_IDX], seq, problem)
@@ -148,13 +259,10 @@ def _scan_range(low: str | None, high: str | None, limit: int, chunk_size: int) 
     from django.db import connections
 
     connections.close_all()  # never share the parent's connection across a fork
-    events = AuditEvent.objects.order_by("chain", "chain_seq")
-    if low is not None:
-        events = events.filter(chain__gte=low)
-    if high is not None:
-        events = events.filter(chain__lt=high)
     try:
-        return _scan(events, limit, chunk_size)
+        with transaction.atomic():  # a server-side cursor lives in a transaction
+            rows = _raw_rows(chain=None, low=low, high=high, chunk_size=chunk_size)
+            return _scan(rows, limit, raw=True)
     finally:
         connections.close_all()
 
@@ -233,11 +341,16 @@ def verify(
     parallel = jobs > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block
     if case_id is None and parallel:
         scan = _parallel_scan(jobs, limit, chunk_size)
+    elif connection.vendor == "postgresql":
+        chain = chain_for(case_id) if case_id is not None else None
+        with transaction.atomic():  # a server-side cursor lives in a transaction
+            rows = _raw_rows(chain=chain, low=None, high=None, chunk_size=chunk_size)
+            scan = _scan(rows, limit, raw=True)
     else:
         events = AuditEvent.objects.order_by("chain", "chain_seq")
         if case_id is not None:
             events = events.filter(chain=chain_for(case_id))
-        scan = _scan(events, limit, chunk_size)
+        scan = _scan(events.values_list(*_FIELDS).iterator(chunk_size=chunk_size), limit)
     result.events_checked, result.chains_checked = scan.events_checked, scan.chains_checked
     if scan.first_break is not None:
         result.first_break = scan.first_break

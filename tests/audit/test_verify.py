@@ -1,11 +1,13 @@
 """Tampering with the trail, as someone who can switch the triggers off, is caught."""
 
+import datetime as dt
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
 
-from audit.context import Actor
+from audit.context import Actor, audit_context
 from audit.models import AuditAction, AuditEvent
 from audit.services import checkpoint_create, record
 from audit.triggers import triggers_disabled
@@ -161,3 +163,45 @@ def test_parallel_verification_adds_up_to_the_same_answer(alice):
     _tamper("DELETE FROM audit_auditevent WHERE chain = %s", ["case:P-03"])
     _tamper("UPDATE audit_auditevent SET reason = '' WHERE id = %s", [victim.pk])
     assert verify(jobs=3).checkpoint_problem is not None
+
+
+AWKWARD = {
+    "zeta": [1, 2.5, None, True, {"b": "ß", "a": '\u2028 line\nbreak "quoted" \\ slash'}],
+    "Ärger": {"nested": {"z": 0, "a": -1.25e-07}},
+    "emoji": "\U0001f600 \x01 control \t tab",
+    "": "",
+}
+
+
+def test_awkward_content_verifies_and_an_edit_to_it_is_caught(alice, monkeypatch):
+    import audit.verification as verification
+
+    with audit_context(request_id='r-"1"\\', client_ip="::1", correlation_id="c\u00e9"):
+        event = record(
+            actor=alice,
+            action=AuditAction.CASE_SUBMITTED,
+            case_id="C-\u00fc",
+            before={"x": "\u00e9t\u00e9"},
+            after=AWKWARD,
+            reason='line one\nline "two" \u2603',
+        )
+    # Every event reads back through the fast path: event_hash (the reference) is
+    # only asked about a mismatch, and there is none.
+    calls: list[object] = []
+    original = verification.event_hash
+
+    def counted(fields):
+        calls.append(fields)
+        return original(fields)
+
+    monkeypatch.setattr(verification, "event_hash", counted)
+    assert verify().ok
+    assert calls == []
+    moved = event.occurred_at + dt.timedelta(microseconds=1)
+    _tamper(
+        "UPDATE audit_auditevent SET occurred_at = %s WHERE id = %s",
+        [str(connection.ops.adapt_datetimefield_value(moved)), event.pk],
+    )
+    result = verify()
+    assert result.first_break is not None and result.first_break.event_id == event.pk
+    assert "content does not match its hash" in result.first_break.problem
