@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -285,15 +286,24 @@ def work_item_claim_next(*, reviewer: Any, kinds: Sequence[str] | None = None) -
         return None
     from accounts.roles import Role, roles_of
 
-    candidates = selectors.claimable_items(
-        profile=profile, queues=open_queues, checker=Role.CHECKER in roles_of(reviewer)
-    )
-    if kinds:
-        candidates = candidates.filter(kind__in=list(kinds))
+    checker = Role.CHECKER in roles_of(reviewer)
+
+    def candidates() -> QuerySet[WorkItem]:
+        found = selectors.claimable_items(profile=profile, queues=open_queues, checker=checker)
+        return found.filter(kind__in=list(kinds)) if kinds else found
+
     if connection.vendor == "postgresql":
-        item = _claim_in_one_statement(candidates, reviewer, now)
+        shape = (
+            profile.user_id,
+            tuple(q.pk for q in open_queues),
+            tuple(sorted(profile.regions or [])),
+            tuple(sorted(profile.skills or {})),
+            checker,
+            tuple(kinds or ()),
+        )
+        item = _claim_in_one_statement(shape, candidates, reviewer, now)
     else:
-        item = candidates.first()
+        item = candidates().first()
         if item is not None:
             _assign(item, reviewer, now=now)
     if item is None:
@@ -311,19 +321,46 @@ def work_item_claim_next(*, reviewer: Any, kinds: Sequence[str] | None = None) -
     return item
 
 
-def _claim_in_one_statement(
-    candidates: QuerySet[WorkItem], reviewer: Any, now: dt.datetime
-) -> WorkItem | None:
-    """Lock the first candidate (SKIP LOCKED) and mark it claimed in one UPDATE ...
-    RETURNING: one round trip, the row lock held for the shortest time. The claim is
-    recorded in the audit trail by the caller (not as a history row of the item)."""
-    first = candidates.values("id")[:1].select_for_update(skip_locked=True, of=("self",))
+# The claim's SQL by everything the candidate query is built from (the person, the
+# queues they may take from now, their regions and skills, checker or not, kinds): the
+# query is a pure function of these, so it is built by the ORM once per shape, not on
+# every claim (building it was about half of a claim's Python).
+_CLAIM_SQL: OrderedDict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = OrderedDict()
+_CLAIM_SQL_MAX = 512
+
+
+def _claim_sql(
+    shape: tuple[Any, ...], candidates: Callable[[], QuerySet[WorkItem]]
+) -> tuple[str, tuple[Any, ...]]:
+    cached = _CLAIM_SQL.get(shape)
+    if cached is not None:
+        return cached
+    first = candidates().values("id")[:1].select_for_update(skip_locked=True, of=("self",))
     inner, params = first.query.sql_with_params()
     table = connection.ops.quote_name(WorkItem._meta.db_table)
     sql = (
         f"UPDATE {table} SET state = %s, assignee_id = %s, claimed_at = %s, "  # noqa: S608
         f"last_activity_at = %s, updated_at = %s WHERE id = ({inner}) RETURNING *"
     )
+    _CLAIM_SQL[shape] = (sql, tuple(params))
+    while len(_CLAIM_SQL) > _CLAIM_SQL_MAX:
+        try:
+            _CLAIM_SQL.popitem(last=False)
+        except KeyError:  # another thread emptied it first
+            break
+    return sql, tuple(params)
+
+
+def _claim_in_one_statement(
+    shape: tuple[Any, ...],
+    candidates: Callable[[], QuerySet[WorkItem]],
+    reviewer: Any,
+    now: dt.datetime,
+) -> WorkItem | None:
+    """Lock the first candidate (SKIP LOCKED) and mark it claimed in one UPDATE ...
+    RETURNING: one round trip, the row lock held for the shortest time. The claim is
+    recorded in the audit trail by the caller (not as a history row of the item)."""
+    sql, params = _claim_sql(shape, candidates)
     rows = list(WorkItem.objects.raw(sql, [ItemState.CLAIMED, reviewer.pk, now, now, now, *params]))
     return rows[0] if rows else None
 

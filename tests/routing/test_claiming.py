@@ -161,6 +161,37 @@ def test_claiming_respects_queue_permission_skills_region_capacity_and_wip(
     assert work_item_claim_next(reviewer=alice) is None  # the apac item is not for her region
 
 
+def region_claimed(user) -> str | None:
+    item = work_item_claim_next(reviewer=user)
+    return item.region if item is not None else None
+
+
+def test_a_changed_profile_or_permission_changes_what_the_next_claim_may_take(
+    flow, run_all, queues, alice
+):
+    """The claim's SQL is built once per shape (person, queues, regions, skills...):
+    every change to those between two claims is honoured by the next one."""
+    from guardian.shortcuts import remove_perm
+
+    flow(with_wait_and_review())
+    profile(alice, ["invoices"], regions=["eu"], capacity=10)
+    queue_grant(queue=queues["invoices"], user=alice, actor=system)
+    for region in ("eu", "eu", "apac", "apac", "eu"):
+        to_review(run_all, region=region)
+    assert region_claimed(alice) == "eu"
+    assert region_claimed(alice) == "eu"
+    ReviewerProfile.objects.filter(user=alice).update(regions=["apac"])
+    assert region_claimed(alice) == "apac"
+    ReviewerProfile.objects.filter(user=alice).update(regions=["eu"], skills={"kyc": 3})
+    assert work_item_claim_next(reviewer=alice) is None  # the items need invoices
+    ReviewerProfile.objects.filter(user=alice).update(skills={"invoices": 3})
+    remove_perm("routing.work_on_queue", alice, queues["invoices"])
+    assert work_item_claim_next(reviewer=alice) is None  # no longer her queue
+    queue_grant(queue=queues["invoices"], user=alice, actor=system)
+    assert region_claimed(alice) == "eu"
+    assert work_item_claim_next(reviewer=alice) is None  # the last one is apac
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_sixteen_concurrent_reviewers_claim_a_thousand_items_exactly_once(django_user_model):
