@@ -126,31 +126,33 @@ def _template() -> str:
 _TEMPLATE = _template()
 
 
-def _json_text(value: str | None) -> str:
-    return "null" if value is None else _encode(json.loads(value))
+_row_strings = operator.itemgetter(*(slot + 1 for slot in _STR_SLOTS))
 
 
-def _raw_matches(values: Sequence[Any], stored_hash: str) -> bool:
-    """`_content_matches` for a row of the PostgreSQL stream, where occurred_at comes as
-    its canonical text (formatted by the server) and before/after as their JSON text.
-    Any value of an unexpected type, and every mismatch, is settled by event_hash over
-    the values as the ORM would read them back."""
-    seq = values[_SEQ_SLOT]
+def _raw_matches(row: Sequence[Any], stored_hash: str) -> bool:
+    """`_content_matches` for a whole row of the PostgreSQL stream (id first, hash
+    last), where occurred_at comes as its canonical text (formatted by the server) and
+    before/after as their JSON text. Any value of an unexpected type, and every
+    mismatch, is settled by event_hash over the values as the ORM would read them back."""
+    seq, before, after = row[_SEQ_SLOT + 1], row[_BEFORE_SLOT + 1], row[_AFTER_SLOT + 1]
     try:
         if type(seq) is not int:
             raise TypeError("chain_seq")
-        args = [*map(_encode_str, _strings(values)), str(seq)]
-        args.append(_json_text(values[_BEFORE_SLOT]))
-        args.append(_json_text(values[_AFTER_SLOT]))
-        if hashlib.sha256(_TEMPLATE.format(*args).encode()).hexdigest() == stored_hash:
+        document = _TEMPLATE.format(
+            *map(_encode_str, _row_strings(row)),
+            seq,
+            "null" if before is None else _encode(json.loads(before)),
+            "null" if after is None else _encode(json.loads(after)),
+        )
+        if hashlib.sha256(document.encode()).hexdigest() == stored_hash:
             return True
     except (TypeError, ValueError):
         pass
-    read_back = list(values)
-    read_back[_AT_IDX] = dt.datetime.fromisoformat(values[_AT_IDX])
+    read_back = list(row[1:-1])
+    read_back[_AT_IDX] = dt.datetime.fromisoformat(read_back[_AT_IDX])
     for slot in (_BEFORE_SLOT, _AFTER_SLOT):
-        if values[slot] is not None:
-            read_back[slot] = json.loads(values[slot])
+        if read_back[slot] is not None:
+            read_back[slot] = json.loads(read_back[slot])
     return event_hash(dict(zip(HASHED_FIELDS, read_back, strict=True))) == stored_hash
 
 
@@ -226,7 +228,13 @@ def _scan(rows: Iterable[Sequence[Any]], limit: int, *, raw: bool = False) -> _S
     expected_seq = 1
     prev_hash = GENESIS_HASH
     head_then: tuple[str, int, str] | None = None
-    matches = _raw_matches if raw else _content_matches
+    if raw:
+        matches = _raw_matches
+    else:
+
+        def matches(row: Sequence[Any], stored_hash: str) -> bool:
+            return _content_matches(row[1:-1], stored_hash)
+
     for row in rows:
         if row[_CHAIN_IDX] != chain:
             if head_then is not None:
@@ -239,7 +247,7 @@ def _scan(rows: Iterable[Sequence[Any]], limit: int, *, raw: bool = False) -> _S
             problem = f"expected position {expected_seq}: events before it are missing"
         elif row[_PREV_IDX] != prev_hash:
             problem = "its prev_hash does not match the hash of the event before it"
-        elif not matches(row[1:-1], stored_hash):
+        elif not matches(row, stored_hash):
             problem = "its content does not match its hash (the row was altered)"
         if problem is not None:
             scan.first_break = BrokenLink(event_id, row[_CHAIN_IDX], seq, problem)
