@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -46,7 +47,22 @@ def to_json_value(value: Any) -> Any:
     """
     if value is None:
         return None
-    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+    return _as_stored(json.loads(json.dumps(value, cls=DjangoJSONEncoder)))
+
+
+def _as_stored(value: Any) -> Any:
+    """Numbers as a PostgreSQL jsonb column gives them back: a whole float written
+    with an exponent (1e16, -2.5e20) comes back as an integer ("10000000000000000"),
+    so it is hashed as one; every other value as it is (1.0 and 2.5e-07 keep their
+    float form). Without this, such an event failed verification on PostgreSQL."""
+    if isinstance(value, float):
+        text = repr(value)  # what json.dumps wrote and the database parsed, exactly
+        return int(Decimal(text)) if value.is_integer() and "e" in text else value
+    if isinstance(value, dict):
+        return {key: _as_stored(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_stored(item) for item in value]
+    return value
 
 
 def canonical_time(value: dt.datetime) -> str:

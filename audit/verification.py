@@ -128,6 +128,35 @@ _TEMPLATE = _template()
 
 _row_strings = operator.itemgetter(*(slot + 1 for slot in _STR_SLOTS))
 
+# before/after are parsed and re-encoded (sorted keys) for every event: json's C scanner
+# and C encoder called directly, without the per-call Python layers of json.loads and
+# JSONEncoder.encode (which builds a new C encoder on every call). Where the C parts
+# are missing, the public functions; either way a mismatch goes to event_hash.
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_decoder: Any = json.JSONDecoder()
+_scan_json = _decoder.scan_once
+
+
+def _loads_compact(text: str) -> Any:
+    value, end = _scan_json(text, 0)
+    if end != len(text):
+        raise ValueError("trailing text after the JSON value")
+    return value
+
+
+if _c_encoder is not None:
+    _encode_chunks = _c_encoder(
+        None, json.JSONEncoder().default, _encode_str, None, ":", ",", True, False, True
+    )
+
+    def _sorted_json(text: str) -> str:
+        return "".join(_encode_chunks(_loads_compact(text), 0))
+
+else:  # pragma: no cover (CPython always has the C encoder)
+
+    def _sorted_json(text: str) -> str:
+        return _encode(json.loads(text))
+
 
 def _raw_matches(row: Sequence[Any], stored_hash: str) -> bool:
     """`_content_matches` for a whole row of the PostgreSQL stream (id first, hash
@@ -141,12 +170,12 @@ def _raw_matches(row: Sequence[Any], stored_hash: str) -> bool:
         document = _TEMPLATE.format(
             *map(_encode_str, _row_strings(row)),
             seq,
-            "null" if before is None else _encode(json.loads(before)),
-            "null" if after is None else _encode(json.loads(after)),
+            "null" if before is None else _sorted_json(before),
+            "null" if after is None else _sorted_json(after),
         )
         if hashlib.sha256(document.encode()).hexdigest() == stored_hash:
             return True
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, StopIteration):
         pass
     read_back = list(row[1:-1])
     read_back[_AT_IDX] = dt.datetime.fromisoformat(read_back[_AT_IDX])

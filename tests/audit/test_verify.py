@@ -205,3 +205,16 @@ def test_awkward_content_verifies_and_an_edit_to_it_is_caught(alice, monkeypatch
     result = verify()
     assert result.first_break is not None and result.first_break.event_id == event.pk
     assert "content does not match its hash" in result.first_break.problem
+
+
+def test_whole_floats_with_an_exponent_verify_as_the_database_gives_them_back(alice):
+    values = {"big": 1e16, "neg": -2.5e20, "one": 1.0, "tiny": 2.5e-07, "in": [3e30]}
+    event = record(actor=alice, action=AuditAction.CASE_SUBMITTED, case_id="F-1", after=values)
+    assert event.after == {
+        "big": 10**16,
+        "neg": -25 * 10**19,
+        "one": 1.0,
+        "tiny": 2.5e-07,
+        "in": [3 * 10**30],
+    }
+    assert verify(case_id="F-1").ok
