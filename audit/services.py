@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -51,15 +52,16 @@ def _hint_get(chain: str) -> tuple[int, str] | None:
     return _HEAD_HINTS.get((connection.alias, chain))
 
 
+_HINTS_LOCK = threading.Lock()
+
+
 def _hint_set(chain: str, seq: int, head_hash: str) -> None:
     key = (connection.alias, chain)
-    _HEAD_HINTS[key] = (seq, head_hash)
-    _HEAD_HINTS.move_to_end(key)
-    while len(_HEAD_HINTS) > _HEAD_HINTS_MAX:
-        try:
+    with _HINTS_LOCK:
+        _HEAD_HINTS[key] = (seq, head_hash)
+        _HEAD_HINTS.move_to_end(key)
+        while len(_HEAD_HINTS) > _HEAD_HINTS_MAX:
             _HEAD_HINTS.popitem(last=False)
-        except KeyError:  # another thread emptied it first
-            break
 
 
 def chain_started(case_id: object) -> None:

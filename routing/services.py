@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
@@ -327,6 +328,7 @@ def work_item_claim_next(*, reviewer: Any, kinds: Sequence[str] | None = None) -
 # every claim (building it was about half of a claim's Python).
 _CLAIM_SQL: OrderedDict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = OrderedDict()
 _CLAIM_SQL_MAX = 512
+_CLAIM_SQL_LOCK = threading.Lock()
 
 
 def _claim_sql(
@@ -342,12 +344,10 @@ def _claim_sql(
         f"UPDATE {table} SET state = %s, assignee_id = %s, claimed_at = %s, "  # noqa: S608
         f"last_activity_at = %s, updated_at = %s WHERE id = ({inner}) RETURNING *"
     )
-    _CLAIM_SQL[shape] = (sql, tuple(params))
-    while len(_CLAIM_SQL) > _CLAIM_SQL_MAX:
-        try:
+    with _CLAIM_SQL_LOCK:
+        _CLAIM_SQL[shape] = (sql, tuple(params))
+        while len(_CLAIM_SQL) > _CLAIM_SQL_MAX:
             _CLAIM_SQL.popitem(last=False)
-        except KeyError:  # another thread emptied it first
-            break
     return sql, tuple(params)
 
 
