@@ -136,6 +136,49 @@ def _read_head(chain: str) -> tuple[int, str]:
     return (head[0], head[1]) if head else (0, GENESIS_HASH)
 
 
+def _new_event(
+    *,
+    actor: ActorLike,
+    action: str,
+    subject: models.Model | None = None,
+    object_type: str = "",
+    object_id: object = "",
+    case_id: object = "",
+    correlation_id: object = "",
+    before: Any = None,
+    after: Any = None,
+    reason: str = "",
+    occurred_at: Any,
+) -> AuditEvent:
+    """An unsaved event with everything but its place in the chain (seq, hashes)."""
+    if action not in AuditAction.values:
+        raise AuditError(f"unknown audit action {action!r}; add it to AuditAction first")
+    if subject is not None:
+        object_type = object_type or subject._meta.label_lower
+        object_id = object_id or subject.pk
+    ctx = context.current()
+    who = _actor(actor)
+    case = str(case_id or "")
+    return AuditEvent(
+        occurred_at=occurred_at,
+        chain=chain_for(case),
+        actor_kind=who.kind,
+        actor_id=who.id,
+        actor_name=who.name,
+        action=action,
+        object_type=object_type,
+        object_id=str(object_id or ""),
+        case_id=case,
+        correlation_id=str(correlation_id or ctx.correlation_id or ""),
+        trace_id=ctx.trace_id,
+        request_id=ctx.request_id,
+        client_ip=ctx.client_ip,
+        reason=reason,
+        before=to_json_value(before),
+        after=to_json_value(after),
+    )
+
+
 def record(
     *,
     actor: ActorLike,
@@ -160,33 +203,20 @@ def record(
     """
     if not connection.in_atomic_block:
         raise AuditError("audit.record must run inside the transaction of the change it records")
-    if action not in AuditAction.values:
-        raise AuditError(f"unknown audit action {action!r}; add it to AuditAction first")
-    if subject is not None:
-        object_type = object_type or subject._meta.label_lower
-        object_id = object_id or subject.pk
-    ctx = context.current()
-    who = _actor(actor)
-    case = str(case_id or "")
-    chain = chain_for(case)
-    event = AuditEvent(
-        occurred_at=timezone.now(),
-        chain=chain,
-        actor_kind=who.kind,
-        actor_id=who.id,
-        actor_name=who.name,
+    event = _new_event(
+        actor=actor,
         action=action,
+        subject=subject,
         object_type=object_type,
-        object_id=str(object_id or ""),
-        case_id=case,
-        correlation_id=str(correlation_id or ctx.correlation_id or ""),
-        trace_id=ctx.trace_id,
-        request_id=ctx.request_id,
-        client_ip=ctx.client_ip,
+        object_id=object_id,
+        case_id=case_id,
+        correlation_id=correlation_id,
+        before=before,
+        after=after,
         reason=reason,
-        before=to_json_value(before),
-        after=to_json_value(after),
+        occurred_at=timezone.now(),
     )
+    chain = event.chain
     hint = _hint_get(chain) if connection.vendor == "postgresql" else None
     if hint is not None:
         event.chain_seq, event.prev_hash = hint[0] + 1, hint[1]
@@ -228,39 +258,8 @@ def record_many(entries: Sequence[Mapping[str, Any]]) -> list[AuditEvent]:
             )
     if connection.vendor != "postgresql":
         return [record(**entry) for entry in entries]
-    ctx = context.current()
     now = timezone.now()
-    events = []
-    for entry in entries:
-        action = entry["action"]
-        subject = entry.get("subject")
-        object_type = entry.get("object_type", "")
-        object_id = entry.get("object_id", "")
-        if subject is not None:
-            object_type = object_type or subject._meta.label_lower
-            object_id = object_id or subject.pk
-        who = _actor(entry["actor"])
-        case = str(entry.get("case_id") or "")
-        events.append(
-            AuditEvent(
-                occurred_at=now,
-                chain=chain_for(case),
-                actor_kind=who.kind,
-                actor_id=who.id,
-                actor_name=who.name,
-                action=action,
-                object_type=object_type,
-                object_id=str(object_id or ""),
-                case_id=case,
-                correlation_id=str(entry.get("correlation_id") or ctx.correlation_id or ""),
-                trace_id=ctx.trace_id,
-                request_id=ctx.request_id,
-                client_ip=ctx.client_ip,
-                reason=entry.get("reason", ""),
-                before=to_json_value(entry.get("before")),
-                after=to_json_value(entry.get("after")),
-            )
-        )
+    events = [_new_event(**entry, occurred_at=now) for entry in entries]
     chains = sorted({event.chain for event in events})
     keys = sorted({_lock_key(chain) for chain in chains})
     table = connection.ops.quote_name(AuditEvent._meta.db_table)
