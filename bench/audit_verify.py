@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import hashlib
 import json
 import os
 import platform
@@ -41,12 +40,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script (python bench/audit_verify.py)
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402 (needs ROOT on the path first)
+    UsageError,
+    drop_database,
+    lock_server,
+    postgres_url,
+    recreate_database,
+    with_database,
+)
+
 RESULTS = ROOT / "bench" / "results" / "audit_verify.json"
 BENCH_DB = "arbiter_bench"
 REPEATS = 3
@@ -59,71 +69,6 @@ GOAL_SECONDS = 60.0
 GOAL_RATE = 100_000.0
 GOAL_MEMORY = 64 * 2**20
 MIB = 2**20
-
-
-class UsageError(Exception):
-    """Bad arguments or environment: exit 2 with the message."""
-
-
-# --- Database plumbing -------------------------------------------------------------
-
-
-def _postgres_url(raw: str | None) -> SplitResult:
-    if not raw:
-        raise UsageError(
-            "DATABASE_URL is not set. Point it at PostgreSQL, e.g. "
-            "DATABASE_URL=postgres://postgres@127.0.0.1:5432/arbiter (the benchmark uses "
-            f"its own database, {BENCH_DB}, on that server)."
-        )
-    parts = urlsplit(raw)
-    if parts.scheme not in {"postgres", "postgresql"}:
-        raise UsageError(
-            f"DATABASE_URL has scheme {parts.scheme or '(none)'!r}: this benchmark measures "
-            "PostgreSQL only; use postgres://USER@HOST:PORT/DBNAME."
-        )
-    return parts
-
-
-def _with_database(parts: SplitResult, name: str) -> str:
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-def _admin_connect(parts: SplitResult) -> psycopg.Connection[Any]:
-    """A connection for CREATE/DROP DATABASE: the maintenance database, else the caller's."""
-    try:
-        return psycopg.connect(_with_database(parts, "postgres"), autocommit=True)
-    except psycopg.OperationalError:
-        return psycopg.connect(urlunsplit(parts), autocommit=True)
-
-
-# Two runs against one server would drop each other's database: the first one holds this
-# session lock (on its admin connection) until it ends, and a second one refuses to start.
-_LOCK_KEY = int.from_bytes(hashlib.sha256(BENCH_DB.encode()).digest()[:8], "big", signed=True)
-
-
-def _lock_server(parts: SplitResult) -> psycopg.Connection[Any]:
-    admin = _admin_connect(parts)
-    row = admin.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK_KEY]).fetchone()
-    if not row or not row[0]:
-        admin.close()
-        raise UsageError(
-            f"another run of this benchmark is using {BENCH_DB} on that server; "
-            "wait for it to finish."
-        )
-    return admin
-
-
-def _recreate_database(admin: psycopg.Connection[Any]) -> int:
-    """Drop and create the benchmark's database; return the server version number."""
-    _drop_database(admin)
-    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
-    return admin.info.server_version
-
-
-def _drop_database(admin: psycopg.Connection[Any]) -> None:
-    admin.execute(
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB))
-    )
 
 
 def _setup_django(bench_url: str, data_dir: str) -> None:
@@ -531,19 +476,20 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--events must be at least 2")
         if not 1 <= cases < events:
             raise UsageError("--cases must be at least 1 and below --events")
-        parts = _postgres_url(os.environ.get("DATABASE_URL", "").strip())
-        admin = _lock_server(parts)
+        parts = postgres_url(os.environ.get("DATABASE_URL", "").strip(), database=BENCH_DB)
+        admin = lock_server(parts, "bench/audit_verify.py", database=BENCH_DB)
     except UsageError as exc:
         print(f"bench/audit_verify.py: {exc}", file=sys.stderr)
         return 2
     began = time.perf_counter()
     _step(f"audit_verify benchmark: {events:,} events in {cases:,} case chains + global")
     with admin:
-        server = _recreate_database(admin)
+        recreate_database(admin, BENCH_DB)
+        server = admin.info.server_version
         try:
-            run = _run(_with_database(parts, BENCH_DB), events, cases, server)
+            run = _run(with_database(parts, BENCH_DB), events, cases, server)
         finally:
-            _drop_database(admin)
+            drop_database(admin, BENCH_DB)
     total_s = time.perf_counter() - began
     _step(f"database {BENCH_DB} dropped")
     fill_s, stream_s, verify_s = run.fill_s, run.stream_s, run.verify_s

@@ -73,17 +73,19 @@ def median(values: Iterable[float]) -> float:
 # --- The database server ------------------------------------------------------------
 
 
-def postgres_url(raw: str | None) -> SplitResult:
+def postgres_url(raw: str | None, *, database: str = BENCH_DB) -> SplitResult:
+    """The DATABASE_URL server, refused unless it is PostgreSQL. `database` is the one
+    the caller will create there (named in the message)."""
     if not raw:
         raise UsageError(
             "DATABASE_URL is not set. Point it at PostgreSQL, e.g. "
-            "DATABASE_URL=postgres://postgres@127.0.0.1:5432/arbiter (the suite works in "
-            f"its own database, {BENCH_DB}, on that server, and drops it at the end)."
+            "DATABASE_URL=postgres://postgres@127.0.0.1:5432/arbiter (the benchmark works "
+            f"in its own database, {database}, on that server, and drops it at the end)."
         )
     parts = urlsplit(raw)
     if parts.scheme not in {"postgres", "postgresql"}:
         raise UsageError(
-            f"DATABASE_URL has scheme {parts.scheme or '(none)'!r}: the suite measures "
+            f"DATABASE_URL has scheme {parts.scheme or '(none)'!r}: the benchmarks measure "
             "PostgreSQL only; use postgres://USER@HOST:PORT/DBNAME."
         )
     return parts
@@ -103,43 +105,48 @@ def admin_connect(parts: SplitResult, name: str = "") -> psycopg.Connection[Any]
         return psycopg.connect(urlunsplit(parts), autocommit=True, **options)
 
 
-# Two runs against one server would drop each other's database: the first holds this
-# session lock (on its admin connection) until it ends, and a second one refuses to start.
-_LOCK_KEY = int.from_bytes(hashlib.sha256(BENCH_DB.encode()).digest()[:8], "big", signed=True)
+# Two runs against one server would drop each other's database: the first holds a
+# session lock keyed by the database's name (on its admin connection) until it ends,
+# and a second one refuses to start.
+def _lock_key(database: str) -> int:
+    return int.from_bytes(hashlib.sha256(database.encode()).digest()[:8], "big", signed=True)
 
 
-def lock_server(parts: SplitResult, run: str) -> psycopg.Connection[Any]:
-    """Hold the server's benchmark lock until the connection closes. `run` says which
-    run holds it (shown to a run that is refused, so people on a shared machine can
-    tell whose it is and how long it has been going)."""
-    name = f"arbiter bench.run: {run}, pid {os.getpid()}, started {time.strftime('%H:%M')}"
+def lock_server(
+    parts: SplitResult, run: str, *, database: str = BENCH_DB
+) -> psycopg.Connection[Any]:
+    """Hold the server's lock for `database` until the connection closes. `run` says
+    which run holds it (shown to a run that is refused, so people on a shared machine
+    can tell whose it is and how long it has been going)."""
+    key = _lock_key(database)
+    name = f"arbiter {run}, pid {os.getpid()}, started {time.strftime('%H:%M')}"
     admin = admin_connect(parts, name[:63])
-    row = admin.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK_KEY]).fetchone()
+    row = admin.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
     if not row or not row[0]:
         # A bigint advisory key shows in pg_locks as two oids: its high and low halves.
         holder = admin.execute(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
             "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
             "AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid",
-            [(_LOCK_KEY >> 32) & 0xFFFFFFFF, _LOCK_KEY & 0xFFFFFFFF],
+            [(key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF],
         ).fetchone()
         admin.close()
         raise UsageError(
-            f"another run of the suite is using {BENCH_DB} on that server"
+            f"another benchmark run is using {database} on that server"
             + (f" ({holder[0]})" if holder and holder[0] else "")
             + "; wait for it to finish."
         )
     return admin
 
 
-def recreate_database(admin: psycopg.Connection[Any]) -> None:
-    drop_database(admin)
-    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
+def recreate_database(admin: psycopg.Connection[Any], database: str = BENCH_DB) -> None:
+    drop_database(admin, database)
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
 
-def drop_database(admin: psycopg.Connection[Any]) -> None:
+def drop_database(admin: psycopg.Connection[Any], database: str = BENCH_DB) -> None:
     admin.execute(
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB))
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
     )
 
 

@@ -252,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"CELERY_BROKER_URL={broker_url}: the suite measures with RabbitMQ (amqp://)."
             )
         check_broker(broker_url)
-        admin = lock_server(parts, f"{'quick' if sizes.quick else 'full'} {','.join(phases)}")
+        admin = lock_server(
+            parts, f"bench.run: {'quick' if sizes.quick else 'full'} {','.join(phases)}"
+        )
     except UsageError as exc:
         print(f"bench/run.py: {exc}", file=sys.stderr)
         return 2
