@@ -240,35 +240,30 @@ def threshold_policy_save(
 
 def outbox_publish(*, topic: str, case: Case | None, payload: Mapping[str, Any]) -> OutboxEvent:
     """Write an event in the caller's transaction; the relay sends it after commit."""
-    event = OutboxEvent.objects.create(
-        topic=topic,
-        case=case,
-        correlation_id=str(case.correlation_id) if case is not None else "",
-        payload={
-            **payload,
-            **({"case_id": str(case.pk), "status": case.status} if case is not None else {}),
-        },
-    )
-    # One nudge per transaction is enough, however many events it writes.
-    if not any(entry[1] is _nudge_relay for entry in connection.run_on_commit):
-        transaction.on_commit(_nudge_relay)
-    return event
+    return outbox_publish_many([(topic, case, payload)])[0]
 
 
-def outbox_publish_many(events: Sequence[tuple[str, Case, Mapping[str, Any]]]) -> list[OutboxEvent]:
-    """`outbox_publish` for many (topic, case, payload) at once: one INSERT."""
+def outbox_publish_many(
+    events: Sequence[tuple[str, Case | None, Mapping[str, Any]]],
+) -> list[OutboxEvent]:
+    """Write (topic, case, payload) events in the caller's transaction with one INSERT;
+    the relay sends them after commit."""
     rows = [
         OutboxEvent(
             topic=topic,
             case=case,
-            correlation_id=str(case.correlation_id),
-            payload={**payload, "case_id": str(case.pk), "status": case.status},
+            correlation_id=str(case.correlation_id) if case is not None else "",
+            payload={
+                **payload,
+                **({"case_id": str(case.pk), "status": case.status} if case is not None else {}),
+            },
         )
         for topic, case, payload in events
     ]
     if not rows:
         return []
     OutboxEvent.objects.bulk_create(rows)
+    # One nudge per transaction is enough, however many events it writes.
     if not any(entry[1] is _nudge_relay for entry in connection.run_on_commit):
         transaction.on_commit(_nudge_relay)
     return rows
