@@ -1,12 +1,14 @@
 """Aggregate reads of the SLA aging dashboard: per-queue figures, the backlog over the
 last day, and one queue's open items.
 
-Every figure is computed in SQL with conditional aggregation, so the page costs the
-same few queries whether there are two queues or two hundred: one grouped query for
-the per-queue figures, one for the median queue times, one for the backlog line.
-Open items are read through the partial index `workitem_open_by_queue`, recent
-decisions through `workitem_decided`; a closed item always carries `decided_at`, so
-"open, or decided in the window" reaches every row a figure of the window needs.
+Every figure is computed in SQL, so the page costs the same few queries whether there
+are two queues or two hundred: one window scan (the open items and those decided in
+the last 24 hours, counted per queue and per hour they entered and left), one for
+the queues and their oldest open items, one for the median queue times. Each reads
+a covering partial index without visiting the table: open items through
+`workitem_open_by_queue`, recent decisions through `workitem_decided`, recent claims
+through `workitem_claimed`. A closed item always carries `decided_at`, so "open, or
+decided in the window" reaches every row a figure of the window needs.
 """
 
 from __future__ import annotations
@@ -25,18 +27,22 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.db.models import (
     Aggregate,
+    Case,
     Count,
     DurationField,
     F,
-    FilteredRelation,
+    Func,
+    IntegerField,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
     Sum,
+    Value,
+    When,
     Window,
 )
-from django.db.models.functions import Coalesce, RowNumber
+from django.db.models.functions import RowNumber
 
 from config.errors import ApplicationError
 from routing.models import OPEN_STATES, ItemState, Queue, WorkItem
@@ -259,72 +265,160 @@ def _window_rows(now: dt.datetime, prefix: str = "") -> Q:
     )
 
 
-def queue_figures(
-    *, filters: Filters, now: dt.datetime, buckets: Sequence[Bucket]
-) -> list[QueueFigures]:
-    """Every queue with its figures, in one grouped query (queues without matching
-    items included, with zeros). With filters active, only queues where some item
-    matches are listed."""
+def backlog_points(now: dt.datetime) -> list[dt.datetime]:
+    """The backlog line's times: every BACKLOG_STEP over the last WINDOW, ending at now."""
+    start = now - WINDOW
+    return [start + BACKLOG_STEP * k for k in range(int(WINDOW / BACKLOG_STEP) + 1)]
+
+
+class _StepsSince(Func):
+    """ceil(interval / step) clamped to [0, last]; NULL gives last (PostgreSQL)."""
+
+    # COALESCE innermost: GREATEST and LEAST skip NULLs, so NULL would become 0.
+    template = (
+        "LEAST(GREATEST(COALESCE(CEIL(DATE_PART('epoch', %(expressions)s) / %(step)s), "
+        "%(last)s), 0), %(last)s)"
+    )
+    output_field = IntegerField()
+
+
+def _first_point_reached(field: str, points: Sequence[dt.datetime]) -> Any:
+    """The index of the first point at or after the row's `field` time (from there on
+    the item counts as enqueued, or, for `decided_at`, no longer counts); len(points)
+    when there is none: NULL, or later than the last point.
+
+    PostgreSQL computes it from the seconds since the first point, a double: times
+    are whole microseconds, so a time on a point gives a whole number of steps and any
+    other time is further than rounding from one (1e-6 / 3600 against a relative
+    error near 1e-16). Elsewhere a CASE compares with every point.
+    """
+    last = len(points)
+    if connection.vendor == "postgresql":
+        step = int(BACKLOG_STEP.total_seconds())
+        return _StepsSince(F(field) - Value(points[0]), step=step, last=last)
+    return Case(
+        *[When(**{f"{field}__lte": t}, then=Value(k)) for k, t in enumerate(points)],
+        default=Value(last),
+        output_field=IntegerField(),
+    )
+
+
+@dataclass
+class WindowScan:
+    """One pass over the window's rows, grouped by queue and by the backlog points
+    between which each row entered and left: enough for every per-queue count of the
+    page and for the backlog line.
+
+    The open rows and the rows decided in the window are two SELECTs of one UNION ALL,
+    each an index-only scan of its own covering index (`workitem_open_by_queue`,
+    `workitem_decided`) rather than one bitmap scan of the table for "open OR decided".
+    Open rows are grouped by queue and entry point only: an item gets its decision time
+    on its way to done or cancelled, never while open, so every open row is still there
+    at the last point.
+    """
+
+    points: list[dt.datetime]
+    rows: list[dict[str, Any]]
+
+    def per_queue(self) -> dict[int, dict[str, int]]:
+        sums: dict[int, dict[str, int]] = {}
+        for row in self.rows:
+            into = sums.setdefault(row["queue_id"], defaultdict(int))
+            for key, value in row.items():
+                if key not in ("queue_id", "entered", "left"):
+                    into[key] += value or 0
+        return sums
+
+    def backlog(self) -> list[tuple[dt.datetime, int]]:
+        """Open items at each point: those that entered by it and had not left."""
+        counts = [0] * len(self.points)
+        for row in self.rows:
+            for k in range(row["entered"], min(row["left"], len(self.points))):
+                counts[k] += row["items"]
+        return list(zip(self.points, counts, strict=True))
+
+
+def window_scan(*, filters: Filters, now: dt.datetime, buckets: Sequence[Bucket]) -> WindowScan:
+    """The open items and those decided in the last WINDOW, counted per queue and per
+    (entered, left) pair of backlog points, in one statement.
+
+    An item counts at a point t when it was enqueued by t and not decided by t; an item
+    cancelled without a decision time is not in the window at all (an approximation:
+    the model keeps no cancel time apart from decided_at).
+    """
+    points = backlog_points(now)
     since = now - WINDOW
-    open_ = Q(recent__state__in=OPEN_STATES)
-    annotations: dict[str, Any] = {
-        "backlog": Count("recent", filter=open_),
-        "at_risk": Count(
-            "recent",
-            filter=open_ & Q(recent__warned_at__isnull=False, recent__breached_at__isnull=True),
-        ),
-        "breached": Count("recent", filter=open_ & Q(recent__breached_at__isnull=False)),
-        "wip": Count("recent", filter=Q(recent__state=ItemState.CLAIMED)),
-        "throughput": Count(
-            "recent", filter=Q(recent__state=ItemState.DONE, recent__decided_at__gte=since)
-        ),
-        "reassignments": Coalesce(
-            Sum(
-                "recent__reassignment_count",
-                filter=open_ | Q(recent__enqueued_at__gte=since) | Q(recent__decided_at__gte=since),
-            ),
-            0,
-        ),
-        "touched": Count("recent"),
-    }
-    for index, bucket in enumerate(buckets):
-        annotations[f"bucket_{index}"] = Count(
-            "recent", filter=open_ & bucket.q(now, prefix="recent__")
+    open_ = Q(state__in=OPEN_STATES)
+
+    def grouped(rows: QuerySet[WorkItem], *, is_open: bool) -> QuerySet[Any]:
+        def count(condition: Q) -> Any:
+            return Count("queue_id", filter=condition) if is_open else Value(0)
+
+        annotations: dict[str, Any] = {
+            "items": Count("queue_id"),
+            "backlog": Count("queue_id") if is_open else Value(0),
+            "at_risk": count(Q(warned_at__isnull=False, breached_at__isnull=True)),
+            "breached": count(Q(breached_at__isnull=False)),
+            "wip": count(Q(state=ItemState.CLAIMED)),
+            "throughput": Value(0)
+            if is_open
+            else Count("queue_id", filter=Q(state=ItemState.DONE)),
+            "reassignments": Sum("reassignment_count"),
+        }
+        for index, bucket in enumerate(buckets):
+            annotations[f"bucket_{index}"] = count(bucket.q(now))
+        left = Value(len(points)) if is_open else _first_point_reached("decided_at", points)
+        return (
+            rows.filter(filters.q())
+            .annotate(entered=_first_point_reached("enqueued_at", points), left=left)
+            .values("queue_id", "entered", "left")
+            .annotate(**annotations)
+            .order_by()
         )
+
+    open_rows = grouped(WorkItem.objects.filter(open_), is_open=True)
+    decided = grouped(WorkItem.objects.filter(decided_at__gte=since).exclude(open_), is_open=False)
+    return WindowScan(points=points, rows=list(open_rows.union(decided, all=True)))
+
+
+def queue_figures(
+    *, filters: Filters, now: dt.datetime, buckets: Sequence[Bucket], scan: WindowScan | None = None
+) -> list[QueueFigures]:
+    """Every queue with its figures (queues without matching items included, with
+    zeros): one query for the queues and their oldest open items, and the window scan.
+    With filters active, only queues where some item matches are listed."""
+    if scan is None:
+        scan = window_scan(filters=filters, now=now, buckets=buckets)
+    sums = scan.per_queue()
     # Walks the partial index (queue, enqueued_at) of open items: one row per queue.
     oldest = WorkItem.objects.filter(
         filters.q(), queue=OuterRef("pk"), state__in=OPEN_STATES
     ).order_by("enqueued_at", "id")
-    rows: QuerySet[Any] = (
-        Queue.objects.annotate(
-            recent=FilteredRelation(
-                "items", condition=_window_rows(now, "items__") & filters.q("items__")
+    queues = Queue.objects.annotate(
+        oldest_id=Subquery(oldest.values("id")[:1]),
+        oldest_enqueued_at=Subquery(oldest.values("enqueued_at")[:1]),
+    ).order_by("name")
+    empty: dict[str, int] = defaultdict(int)
+    figures = []
+    for queue in queues:
+        row = sums.get(queue.pk, empty)
+        if filters.active and not row["items"]:
+            continue
+        figures.append(
+            QueueFigures(
+                queue=queue,
+                backlog=row["backlog"],
+                buckets=[(b, row[f"bucket_{i}"]) for i, b in enumerate(buckets)],
+                at_risk=row["at_risk"],
+                breached=row["breached"],
+                wip=row["wip"],
+                throughput=row["throughput"],
+                reassignments=row["reassignments"],
+                oldest_id=queue.oldest_id,
+                oldest_age=now - queue.oldest_enqueued_at if queue.oldest_enqueued_at else None,
             )
         )
-        .annotate(
-            **annotations,
-            oldest_id=Subquery(oldest.values("id")[:1]),
-            oldest_enqueued_at=Subquery(oldest.values("enqueued_at")[:1]),
-        )
-        .order_by("name")
-    )
-    if filters.active:
-        rows = rows.filter(touched__gt=0)
-    return [
-        QueueFigures(
-            queue=row,
-            backlog=row.backlog,
-            buckets=[(b, getattr(row, f"bucket_{i}")) for i, b in enumerate(buckets)],
-            at_risk=row.at_risk,
-            breached=row.breached,
-            wip=row.wip,
-            throughput=row.throughput,
-            reassignments=row.reassignments,
-            oldest_id=row.oldest_id,
-            oldest_age=now - row.oldest_enqueued_at if row.oldest_enqueued_at else None,
-        )
-        for row in rows
-    ]
+    return figures
 
 
 def median_queue_times(*, filters: Filters, now: dt.datetime) -> dict[int, dt.timedelta]:
@@ -359,10 +453,11 @@ def median_queue_times(*, filters: Filters, now: dt.datetime) -> dict[int, dt.ti
 
 
 def dashboard_figures(
-    *, filters: Filters, now: dt.datetime, buckets: Sequence[Bucket]
+    *, filters: Filters, now: dt.datetime, buckets: Sequence[Bucket], scan: WindowScan | None = None
 ) -> list[QueueFigures]:
-    """The per-queue figures including the median queue time: two queries in all."""
-    figures = queue_figures(filters=filters, now=now, buckets=buckets)
+    """The per-queue figures including the median queue time: three queries in all
+    (two when given the window scan)."""
+    figures = queue_figures(filters=filters, now=now, buckets=buckets, scan=scan)
     medians = median_queue_times(filters=filters, now=now)
     for row in figures:
         row.median_wait = medians.get(row.queue.pk)
@@ -384,25 +479,14 @@ def totals(figures: Sequence[QueueFigures], buckets: Sequence[Bucket]) -> Totals
 # Backlog over time ----------------------------------------------------------------------
 
 
-def backlog_series(*, filters: Filters, now: dt.datetime) -> list[tuple[dt.datetime, int]]:
-    """Open items at each hour of the last 24 (25 points, the last one now), in one query.
-
-    An item counts at t when it was enqueued by t and not yet decided at t; an item
-    cancelled without a decision time is taken as gone for the whole window (an
-    approximation: the model keeps no cancel time apart from decided_at).
-    """
-    start = now - WINDOW
-    points = [start + BACKLOG_STEP * k for k in range(int(WINDOW / BACKLOG_STEP) + 1)]
-
-    def open_at(t: dt.datetime) -> Q:
-        still_there = Q(decided_at__isnull=True) & ~Q(state=ItemState.CANCELLED)
-        return Q(enqueued_at__lte=t) & (still_there | Q(decided_at__gt=t))
-
-    # Only rows open now or decided within the window can count at any point of it.
-    counts = WorkItem.objects.filter(
-        filters.q(), _window_rows(now), enqueued_at__lte=now
-    ).aggregate(**{f"p{k}": Count("id", filter=open_at(t)) for k, t in enumerate(points)})
-    return [(t, counts[f"p{k}"] or 0) for k, t in enumerate(points)]
+def backlog_series(
+    *, filters: Filters, now: dt.datetime, scan: WindowScan | None = None
+) -> list[tuple[dt.datetime, int]]:
+    """Open items at each hour of the last 24 (25 points, the last one now), from the
+    window scan (one query, none when given the scan)."""
+    if scan is None:
+        scan = window_scan(filters=filters, now=now, buckets=())
+    return scan.backlog()
 
 
 # One queue's items ----------------------------------------------------------------------

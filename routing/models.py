@@ -373,18 +373,30 @@ class WorkItem(models.Model):
                 name="workitem_escalate_due",
                 condition=models.Q(state__in=["queued", "claimed", "awaiting_checker"]),
             ),
-            # The dashboard aggregates open items per queue.
+            # The dashboard aggregates open items per queue. The INCLUDEd columns are
+            # every one its per-queue counts read, so that scan never visits the table
+            # (PostgreSQL; other databases ignore INCLUDE).
             models.Index(
                 fields=["queue", "enqueued_at"],
                 name="workitem_open_by_queue",
                 condition=models.Q(state__in=["queued", "claimed", "awaiting_checker"]),
+                include=["state", "warned_at", "breached_at", "reassignment_count", "decided_at"],
             ),
-            models.Index(fields=["decided_at"], name="workitem_decided"),
-            # Queue time by claim time (flow metrics); unclaimed items stay out of it.
+            # Items decided in a window (dashboard, flow metrics, SLOs), covering the
+            # dashboard's counts of them. Undecided items stay out: intake writes no entry.
+            models.Index(
+                fields=["decided_at"],
+                name="workitem_decided",
+                condition=models.Q(decided_at__isnull=False),
+                include=["queue", "state", "enqueued_at", "reassignment_count"],
+            ),
+            # Queue time by claim time (flow metrics, the dashboard's median, which it
+            # covers); unclaimed items stay out of it.
             models.Index(
                 fields=["claimed_at"],
                 name="workitem_claimed",
                 condition=models.Q(claimed_at__isnull=False),
+                include=["queue", "enqueued_at", "state", "decided_at"],
             ),
         ]
         constraints = [

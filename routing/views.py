@@ -51,8 +51,9 @@ def index(request: HtmxHttpRequest) -> HttpResponse:
         context["problem"] = exc.message
         return render(request, "routing/dashboard.html", context, status=exc.status)
     now = timezone.now()
-    figures = dashboard.dashboard_figures(filters=filters, now=now, buckets=buckets)
-    backlog = dashboard.backlog_series(filters=filters, now=now)
+    scan = dashboard.window_scan(filters=filters, now=now, buckets=buckets)
+    figures = dashboard.dashboard_figures(filters=filters, now=now, buckets=buckets, scan=scan)
+    backlog = dashboard.backlog_series(filters=filters, now=now, scan=scan)
     context.update(
         {
             "now": now,
