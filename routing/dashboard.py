@@ -5,10 +5,11 @@ Every figure is computed in SQL, so the page costs the same few queries whether 
 are two queues or two hundred: one window scan (the open items and those decided in
 the last 24 hours, counted per queue and per hour they entered and left), one for
 the queues and their oldest open items, one for the median queue times. Each reads
-a covering partial index without visiting the table: open items through
-`workitem_open_by_queue`, recent decisions through `workitem_decided`, recent claims
-through `workitem_claimed`. A closed item always carries `decided_at`, so "open, or
-decided in the window" reaches every row a figure of the window needs.
+partial indexes, not the whole table: open items (`workitem_open_by_queue` covers
+every column the page reads of them), recent decisions through `workitem_decided`
+and recent claims through `workitem_claimed`, both covering, so index-only. A closed
+item always carries `decided_at`, so "open, or decided in the window" reaches every
+row a figure of the window needs.
 """
 
 from __future__ import annotations
@@ -310,8 +311,9 @@ class WindowScan:
     page and for the backlog line.
 
     The open rows and the rows decided in the window are two SELECTs of one UNION ALL,
-    each an index-only scan of its own covering index (`workitem_open_by_queue`,
-    `workitem_decided`) rather than one bitmap scan of the table for "open OR decided".
+    each reading its own partial index (the decided half index-only, through
+    `workitem_decided`), rather than one bitmap scan of the table for "open OR
+    decided" per figure.
     Open rows are grouped by queue and entry point only: an item gets its decision time
     on its way to done or cancelled, never while open, so every open row is still there
     at the last point.
