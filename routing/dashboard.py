@@ -2,21 +2,22 @@
 last day, and one queue's open items.
 
 Every figure is computed in SQL, so the page costs the same few queries whether there
-are two queues or two hundred: one window scan (the open items and those decided in
-the last 24 hours, counted per queue and per hour they entered and left), one for
-the queues and their oldest open items, one for the median queue times. Each reads
-partial indexes, not the whole table: open items (`workitem_open_by_queue` covers
-every column the page reads of them), recent decisions through `workitem_decided`
-and recent claims through `workitem_claimed`, both covering, so index-only. A closed
-item always carries `decided_at`, so "open, or decided in the window" reaches every
-row a figure of the window needs.
+are two queues or two hundred: the window scan (`window_scan`: the open items and
+those decided in the last 24 hours counted per queue, and the queues with their
+oldest open item and their open items per hour of entry) and the median queue
+times. Each reads partial indexes, not the whole table: open items through
+`workitem_open_by_queue`, which covers every column the page reads of them, recent
+decisions through `workitem_decided` and recent claims through `workitem_claimed`,
+both covering. A closed item always carries `decided_at`, so "open, or decided in
+the window" reaches every row a figure of the window needs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -277,8 +278,8 @@ class _StepsSince(Func):
 
     # COALESCE innermost: GREATEST and LEAST skip NULLs, so NULL would become 0.
     template = (
-        "LEAST(GREATEST(COALESCE(CEIL(DATE_PART('epoch', %(expressions)s) / %(step)s), "
-        "%(last)s), 0), %(last)s)"
+        "CAST(LEAST(GREATEST(COALESCE(CEIL(DATE_PART('epoch', %(expressions)s) / %(step)s), "
+        "%(last)s), 0), %(last)s) AS integer)"
     )
     output_field = IntegerField()
 
@@ -306,21 +307,25 @@ def _first_point_reached(field: str, points: Sequence[dt.datetime]) -> Any:
 
 @dataclass
 class WindowScan:
-    """One pass over the window's rows, grouped by queue and by the backlog points
-    between which each row entered and left: enough for every per-queue count of the
-    page and for the backlog line.
+    """The window's items counted two ways in two queries, enough for every per-queue
+    count of the page and for the backlog line.
 
-    The open rows and the rows decided in the window are two SELECTs of one UNION ALL,
-    each reading its own partial index (the decided half index-only, through
-    `workitem_decided`), rather than one bitmap scan of the table for "open OR
-    decided" per figure.
-    Open rows are grouped by queue and entry point only: an item gets its decision time
-    on its way to done or cancelled, never while open, so every open row is still there
-    at the last point.
+    `rows`: one UNION ALL of the open items grouped per queue (one pass through
+    `workitem_open_by_queue`, in its order: no sort) and the items decided in the
+    window grouped per queue and per pair of backlog points between which each
+    entered and left (index-only through `workitem_decided`), instead of a bitmap
+    scan of the table for "open OR decided" per figure.
+
+    `queues`: every queue with its oldest open item and, per backlog point, how many
+    of its open items entered since the point before: one index-only range count of
+    `workitem_open_by_queue` each, no expression computed per row. An item gets its
+    decision time on its way to done or cancelled, never while open, so an open item
+    counts from the point it entered to the last.
     """
 
     points: list[dt.datetime]
     rows: list[dict[str, Any]]
+    queues: list[Queue]
 
     def per_queue(self) -> dict[int, dict[str, int]]:
         sums: dict[int, dict[str, int]] = {}
@@ -333,22 +338,33 @@ class WindowScan:
 
     def backlog(self) -> list[tuple[dt.datetime, int]]:
         """Open items at each point: those that entered by it and had not left."""
-        counts = [0] * len(self.points)
+        last = len(self.points)
+        counts = [0] * last
         for row in self.rows:
-            for k in range(row["entered"], min(row["left"], len(self.points))):
+            for k in range(row["entered"], min(row["left"], last)):
                 counts[k] += row["items"]
+        for queue in self.queues:
+            running = 0
+            for k in range(last):
+                running += getattr(queue, f"entered_{k}") or 0
+                counts[k] += running
         return list(zip(self.points, counts, strict=True))
 
 
-def window_scan(*, filters: Filters, now: dt.datetime, buckets: Sequence[Bucket]) -> WindowScan:
-    """The open items and those decided in the last WINDOW, counted per queue and per
-    (entered, left) pair of backlog points, in one statement.
+def _counted(items: QuerySet[WorkItem]) -> Subquery:
+    """COUNT(*) of `items` as a subquery (NULL when none)."""
+    return Subquery(
+        items.order_by().values("queue").annotate(n=Count("queue")).values("n")[:1],
+        output_field=IntegerField(),
+    )
 
-    An item counts at a point t when it was enqueued by t and not decided by t; an item
-    cancelled without a decision time is not in the window at all (an approximation:
-    the model keeps no cancel time apart from decided_at).
-    """
+
+def _scan_querysets(
+    *, filters: Filters, now: dt.datetime, buckets: Sequence[Bucket]
+) -> tuple[QuerySet[Any], QuerySet[Queue]]:
+    """The window scan's two statements as querysets: the grouped rows, the queues."""
     points = backlog_points(now)
+    last = len(points)
     since = now - WINDOW
     open_ = Q(state__in=OPEN_STATES)
 
@@ -369,10 +385,15 @@ def window_scan(*, filters: Filters, now: dt.datetime, buckets: Sequence[Bucket]
         }
         for index, bucket in enumerate(buckets):
             annotations[f"bucket_{index}"] = count(bucket.q(now))
-        left = Value(len(points)) if is_open else _first_point_reached("decided_at", points)
+        if is_open:  # the backlog line counts open items through the queue query
+            entered: Any = Value(last)
+            left: Any = Value(last)
+        else:
+            entered = _first_point_reached("enqueued_at", points)
+            left = _first_point_reached("decided_at", points)
         return (
             rows.filter(filters.q())
-            .annotate(entered=_first_point_reached("enqueued_at", points), left=left)
+            .annotate(entered=entered, left=left)
             .values("queue_id", "entered", "left")
             .annotate(**annotations)
             .order_by()
@@ -380,32 +401,103 @@ def window_scan(*, filters: Filters, now: dt.datetime, buckets: Sequence[Bucket]
 
     open_rows = grouped(WorkItem.objects.filter(open_), is_open=True)
     decided = grouped(WorkItem.objects.filter(decided_at__gte=since).exclude(open_), is_open=False)
-    return WindowScan(points=points, rows=list(open_rows.union(decided, all=True)))
+
+    # Walks the partial index (queue, enqueued_at) of open items: one row per queue.
+    of_queue = WorkItem.objects.filter(filters.q(), open_, queue=OuterRef("pk"))
+    oldest = of_queue.order_by("enqueued_at", "id")
+    entered_between = {
+        f"entered_{k}": _counted(
+            of_queue.filter(enqueued_at__lte=t)
+            if k == 0
+            else of_queue.filter(enqueued_at__gt=points[k - 1], enqueued_at__lte=t)
+        )
+        for k, t in enumerate(points)
+    }
+    queues = Queue.objects.annotate(
+        oldest_id=Subquery(oldest.values("id")[:1]),
+        oldest_enqueued_at=Subquery(oldest.values("enqueued_at")[:1]),
+        **entered_between,
+    ).order_by("name")
+    return open_rows.union(decided, all=True), queues
+
+
+# The scan's SQL is a pure function of the filters and the bucket edges; every time in
+# its parameters is `now` or a fixed distance from it. Building it with the ORM (35
+# subqueries and expressions) cost more Python than the database spent running it, so
+# on PostgreSQL, where times are passed to the driver as datetimes, it is built once
+# per shape at a fixed origin and each request shifts the times by `now - origin`.
+_SCAN_ORIGIN = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+_SCAN_SQL: OrderedDict[tuple[Any, ...], tuple[tuple[str, tuple[Any, ...]], ...]] = OrderedDict()
+_SCAN_SQL_MAX = 64
+_SCAN_SQL_LOCK = threading.Lock()
+
+
+def _scan_sql(
+    filters: Filters, buckets: Sequence[Bucket]
+) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    shape = (filters.region, filters.skill, tuple((b.low, b.high) for b in buckets))
+    cached = _SCAN_SQL.get(shape)
+    if cached is None:
+        rows, queues = _scan_querysets(filters=filters, now=_SCAN_ORIGIN, buckets=buckets)
+        cached = tuple(
+            (sql, tuple(params))
+            for sql, params in (
+                rows.query.sql_with_params(),
+                queues.query.sql_with_params(),
+            )
+        )
+        with _SCAN_SQL_LOCK:
+            _SCAN_SQL[shape] = cached
+            while len(_SCAN_SQL) > _SCAN_SQL_MAX:
+                _SCAN_SQL.popitem(last=False)
+    return cached
+
+
+def _shifted(params: tuple[Any, ...], now: dt.datetime) -> list[Any]:
+    delta = now - _SCAN_ORIGIN
+    return [p + delta if isinstance(p, dt.datetime) else p for p in params]
+
+
+def window_scan(*, filters: Filters, now: dt.datetime, buckets: Sequence[Bucket]) -> WindowScan:
+    """The open items and those decided in the last WINDOW, counted per queue, and for
+    the backlog line per backlog point they entered (and left): two statements.
+
+    An item counts at a point t when it was enqueued by t and not decided by t; an item
+    cancelled without a decision time is not in the window at all (an approximation:
+    the model keeps no cancel time apart from decided_at).
+    """
+    points = backlog_points(now)
+    if connection.vendor != "postgresql":
+        rows, queues = _scan_querysets(filters=filters, now=now, buckets=buckets)
+        return WindowScan(points=points, rows=list(rows), queues=list(queues))
+    (rows_sql, rows_params), (queues_sql, queues_params) = _scan_sql(filters, buckets)
+    with connection.cursor() as cursor:
+        cursor.execute(rows_sql, _shifted(rows_params, now))
+        names = [column.name for column in cursor.description]
+        grouped = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return WindowScan(
+        points=points,
+        rows=grouped,
+        queues=list(Queue.objects.raw(queues_sql, _shifted(queues_params, now))),
+    )
 
 
 def queue_figures(
     *, filters: Filters, now: dt.datetime, buckets: Sequence[Bucket], scan: WindowScan | None = None
 ) -> list[QueueFigures]:
     """Every queue with its figures (queues without matching items included, with
-    zeros): one query for the queues and their oldest open items, and the window scan.
-    With filters active, only queues where some item matches are listed."""
+    zeros), from the window scan. With filters active, only queues where some item
+    matches are listed."""
     if scan is None:
         scan = window_scan(filters=filters, now=now, buckets=buckets)
     sums = scan.per_queue()
-    # Walks the partial index (queue, enqueued_at) of open items: one row per queue.
-    oldest = WorkItem.objects.filter(
-        filters.q(), queue=OuterRef("pk"), state__in=OPEN_STATES
-    ).order_by("enqueued_at", "id")
-    queues = Queue.objects.annotate(
-        oldest_id=Subquery(oldest.values("id")[:1]),
-        oldest_enqueued_at=Subquery(oldest.values("enqueued_at")[:1]),
-    ).order_by("name")
     empty: dict[str, int] = defaultdict(int)
     figures = []
-    for queue in queues:
+    for queue in scan.queues:
         row = sums.get(queue.pk, empty)
         if filters.active and not row["items"]:
             continue
+        oldest_at = getattr(queue, "oldest_enqueued_at", None)  # annotated (or raw) column
         figures.append(
             QueueFigures(
                 queue=queue,
@@ -416,8 +508,8 @@ def queue_figures(
                 wip=row["wip"],
                 throughput=row["throughput"],
                 reassignments=row["reassignments"],
-                oldest_id=queue.oldest_id,
-                oldest_age=now - queue.oldest_enqueued_at if queue.oldest_enqueued_at else None,
+                oldest_id=getattr(queue, "oldest_id", None),
+                oldest_age=now - oldest_at if oldest_at else None,
             )
         )
     return figures
@@ -458,7 +550,7 @@ def dashboard_figures(
     *, filters: Filters, now: dt.datetime, buckets: Sequence[Bucket], scan: WindowScan | None = None
 ) -> list[QueueFigures]:
     """The per-queue figures including the median queue time: three queries in all
-    (two when given the window scan)."""
+    (one when given the window scan)."""
     figures = queue_figures(filters=filters, now=now, buckets=buckets, scan=scan)
     medians = median_queue_times(filters=filters, now=now)
     for row in figures:
@@ -485,7 +577,7 @@ def backlog_series(
     *, filters: Filters, now: dt.datetime, scan: WindowScan | None = None
 ) -> list[tuple[dt.datetime, int]]:
     """Open items at each hour of the last 24 (25 points, the last one now), from the
-    window scan (one query, none when given the scan)."""
+    window scan (two queries, none when given the scan)."""
     if scan is None:
         scan = window_scan(filters=filters, now=now, buckets=())
     return scan.backlog()

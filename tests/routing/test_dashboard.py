@@ -1,8 +1,10 @@
 import datetime as dt
 import random
 from typing import Any
+from unittest import mock
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from audit.context import Actor
@@ -333,6 +335,28 @@ def test_the_figures_and_the_backlog_line_match_their_definitions(add, invoices,
     assert got == expected
     assert dashboard.backlog_series(filters=dashboard.Filters(), now=now) == expected_backlog
     assert any(count for _, count in expected_backlog[:-1])  # the line is not flat zeros
+    # Later, off the hour and the minute: on PostgreSQL the SQL built for the first
+    # call is reused with its times shifted, and must still count what the rules say.
+    later = now + 37 * M + 5 * US
+    _, expected_later = _by_definition(items, later, buckets)
+    assert dashboard.backlog_series(filters=dashboard.Filters(), now=later) == expected_later
+    assert expected_later != expected_backlog
+
+
+def test_the_window_scan_sql_is_built_once_per_shape_on_postgresql(add, invoices, now):
+    """PostgreSQL reuses the scan's SQL (built at a fixed origin) for every request of
+    the same filters and buckets; other databases build it each time."""
+    add(invoices, (2 * H, {}), (30 * H, {"state": ItemState.DONE, "decided_at": now - 2 * H}))
+    dashboard._SCAN_SQL.clear()
+    buckets = dashboard.age_buckets()
+    with mock.patch.object(dashboard, "_scan_querysets", wraps=dashboard._scan_querysets) as built:
+        for minutes in (0, 1, 90):
+            scan = dashboard.window_scan(
+                filters=dashboard.Filters(), now=now + minutes * M, buckets=buckets
+            )
+            assert scan.per_queue()[invoices.pk]["backlog"] == 1
+        dashboard.window_scan(filters=dashboard.Filters(region="eu"), now=now, buckets=buckets)
+    assert built.call_count == (2 if connection.vendor == "postgresql" else 4)
 
 
 # Filters ----------------------------------------------------------------------------------
