@@ -310,11 +310,11 @@ class WindowScan:
     """The window's items counted two ways in two queries, enough for every per-queue
     count of the page and for the backlog line.
 
-    `rows`: one UNION ALL of the open items grouped per queue (one pass through
-    `workitem_open_by_queue`, in its order: no sort) and the items decided in the
-    window grouped per queue and per pair of backlog points between which each
-    entered and left (index-only through `workitem_decided`), instead of a bitmap
-    scan of the table for "open OR decided" per figure.
+    `rows`: one UNION ALL of the open items grouped per queue only (one pass over a
+    partial index of open items; a handful of groups, hashed) and the items decided
+    in the window grouped per queue and per pair of backlog points between which
+    each entered and left (index-only through `workitem_decided`), instead of a
+    bitmap scan of the table for "open OR decided" per figure.
 
     `queues`: every queue with its oldest open item and, per backlog point, how many
     of its open items entered since the point before: one index-only range count of
