@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 from urllib.parse import urlencode
@@ -427,30 +427,17 @@ def _scan_querysets(
 # on PostgreSQL, where times are passed to the driver as datetimes, it is built once
 # per shape at a fixed origin and each request shifts the times by `now - origin`.
 _SCAN_ORIGIN = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-_SCAN_SQL: OrderedDict[tuple[Any, ...], tuple[tuple[str, tuple[Any, ...]], ...]] = OrderedDict()
-_SCAN_SQL_MAX = 64
-_SCAN_SQL_LOCK = threading.Lock()
 
 
+@lru_cache(maxsize=64)
 def _scan_sql(
-    filters: Filters, buckets: Sequence[Bucket]
+    filters: Filters, buckets: tuple[Bucket, ...]
 ) -> tuple[tuple[str, tuple[Any, ...]], ...]:
-    shape = (filters.region, filters.skill, tuple((b.low, b.high) for b in buckets))
-    cached = _SCAN_SQL.get(shape)
-    if cached is None:
-        rows, queues = _scan_querysets(filters=filters, now=_SCAN_ORIGIN, buckets=buckets)
-        cached = tuple(
-            (sql, tuple(params))
-            for sql, params in (
-                rows.query.sql_with_params(),
-                queues.query.sql_with_params(),
-            )
-        )
-        with _SCAN_SQL_LOCK:
-            _SCAN_SQL[shape] = cached
-            while len(_SCAN_SQL) > _SCAN_SQL_MAX:
-                _SCAN_SQL.popitem(last=False)
-    return cached
+    rows, queues = _scan_querysets(filters=filters, now=_SCAN_ORIGIN, buckets=buckets)
+    return tuple(
+        (sql, tuple(params))
+        for sql, params in (rows.query.sql_with_params(), queues.query.sql_with_params())
+    )
 
 
 def _shifted(params: tuple[Any, ...], now: dt.datetime) -> list[Any]:
@@ -470,7 +457,7 @@ def window_scan(*, filters: Filters, now: dt.datetime, buckets: Sequence[Bucket]
     if connection.vendor != "postgresql":
         rows, queues = _scan_querysets(filters=filters, now=now, buckets=buckets)
         return WindowScan(points=points, rows=list(rows), queues=list(queues))
-    (rows_sql, rows_params), (queues_sql, queues_params) = _scan_sql(filters, buckets)
+    (rows_sql, rows_params), (queues_sql, queues_params) = _scan_sql(filters, tuple(buckets))
     with connection.cursor() as cursor:
         cursor.execute(rows_sql, _shifted(rows_params, now))
         names = [column.name for column in cursor.description]

@@ -347,7 +347,7 @@ def test_the_window_scan_sql_is_built_once_per_shape_on_postgresql(add, invoices
     """PostgreSQL reuses the scan's SQL (built at a fixed origin) for every request of
     the same filters and buckets; other databases build it each time."""
     add(invoices, (2 * H, {}), (30 * H, {"state": ItemState.DONE, "decided_at": now - 2 * H}))
-    dashboard._SCAN_SQL.clear()
+    dashboard._scan_sql.cache_clear()
     buckets = dashboard.age_buckets()
     with mock.patch.object(dashboard, "_scan_querysets", wraps=dashboard._scan_querysets) as built:
         for minutes in (0, 1, 90):
