@@ -31,6 +31,7 @@ from django.db.models import (
     Aggregate,
     Case,
     Count,
+    DateTimeField,
     DurationField,
     F,
     Func,
@@ -52,6 +53,7 @@ from routing.models import OPEN_STATES, ItemState, Queue, WorkItem
 DEFAULT_AGE_BUCKETS = (1, 4, 24)  # hours; edges between the buckets of open items
 WINDOW = dt.timedelta(hours=24)  # throughput, queue time and the backlog line look back this far
 BACKLOG_STEP = dt.timedelta(hours=1)
+_MICROSECOND = dt.timedelta(microseconds=1)
 # Regions and skills are short slugs; anything else is a typo or an attack, not a filter.
 FILTER_VALUE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 EN_DASH = "\N{EN DASH}"
@@ -273,15 +275,21 @@ def backlog_points(now: dt.datetime) -> list[dt.datetime]:
     return [start + BACKLOG_STEP * k for k in range(int(WINDOW / BACKLOG_STEP) + 1)]
 
 
-class _StepsSince(Func):
-    """ceil(interval / step) clamped to [0, last]; NULL gives last (PostgreSQL)."""
+class _PointsBefore(Func):
+    """How many of the thresholds are at or before the time (PostgreSQL's
+    width_bucket over an array, a binary search); NULL gives `last`."""
 
-    # COALESCE innermost: GREATEST and LEAST skip NULLs, so NULL would become 0.
-    template = (
-        "CAST(LEAST(GREATEST(COALESCE(CEIL(DATE_PART('epoch', %(expressions)s) / %(step)s), "
-        "%(last)s), 0), %(last)s) AS integer)"
-    )
+    template = "COALESCE(WIDTH_BUCKET(%(expressions)s), %(last)s)"
     output_field = IntegerField()
+
+    def __init__(self, field: str, thresholds: Sequence[dt.datetime], *, last: int) -> None:
+        array = Func(
+            *[Value(t) for t in thresholds],
+            function="ARRAY",
+            template="ARRAY[%(expressions)s]",
+            output_field=DateTimeField(),
+        )
+        super().__init__(F(field), array, last=last)
 
 
 def _first_point_reached(field: str, points: Sequence[dt.datetime]) -> Any:
@@ -289,15 +297,16 @@ def _first_point_reached(field: str, points: Sequence[dt.datetime]) -> Any:
     the item counts as enqueued, or, for `decided_at`, no longer counts); len(points)
     when there is none: NULL, or later than the last point.
 
-    PostgreSQL computes it from the seconds since the first point, a double: times
-    are whole microseconds, so a time on a point gives a whole number of steps and any
-    other time is further than rounding from one (1e-6 / 3600 against a relative
-    error near 1e-16). Elsewhere a CASE compares with every point.
+    That index is the number of points strictly before the time. PostgreSQL counts it
+    with width_bucket, which counts thresholds at or before its operand, given every
+    point one microsecond later: times are whole microseconds, so p < t exactly when
+    p + 1 µs <= t. (It replaced seconds-since-start arithmetic: date_part on an
+    interval goes through numeric, and cost 6 ms per 31,000 rows, width_bucket 1.5.)
+    Elsewhere a CASE compares with every point.
     """
     last = len(points)
     if connection.vendor == "postgresql":
-        step = int(BACKLOG_STEP.total_seconds())
-        return _StepsSince(F(field) - Value(points[0]), step=step, last=last)
+        return _PointsBefore(field, [t + _MICROSECOND for t in points], last=last)
     return Case(
         *[When(**{f"{field}__lte": t}, then=Value(k)) for k, t in enumerate(points)],
         default=Value(last),
@@ -314,13 +323,14 @@ class WindowScan:
     partial index of open items; a handful of groups, hashed) and the items decided
     in the window grouped per queue and per pair of backlog points between which
     each entered and left (index-only through `workitem_decided`), instead of a
-    bitmap scan of the table for "open OR decided" per figure.
+    bitmap scan of the table for "open OR decided" per figure. The open rows also
+    count the items that entered by the first point (`entered_by_start`).
 
-    `queues`: every queue with its oldest open item and, per backlog point, how many
-    of its open items entered since the point before: one index-only range count of
-    `workitem_open_by_queue` each, no expression computed per row. An item gets its
-    decision time on its way to done or cancelled, never while open, so an open item
-    counts from the point it entered to the last.
+    `queues`: every queue with its oldest open item and, per later backlog point, how
+    many of its open items entered since the point before: one index-only range count
+    of `workitem_open_by_queue` each, over the last day's entries only, no expression
+    computed per row. An item gets its decision time on its way to done or cancelled,
+    never while open, so an open item counts from the point it entered to the last.
     """
 
     points: list[dt.datetime]
@@ -332,7 +342,7 @@ class WindowScan:
         for row in self.rows:
             into = sums.setdefault(row["queue_id"], defaultdict(int))
             for key, value in row.items():
-                if key not in ("queue_id", "entered", "left"):
+                if key not in ("queue_id", "entered", "left", "entered_by_start"):
                     into[key] += value or 0
         return sums
 
@@ -343,11 +353,11 @@ class WindowScan:
         for row in self.rows:
             for k in range(row["entered"], min(row["left"], last)):
                 counts[k] += row["items"]
-        for queue in self.queues:
-            running = 0
-            for k in range(last):
-                running += getattr(queue, f"entered_{k}") or 0
-                counts[k] += running
+        running = sum(row["entered_by_start"] or 0 for row in self.rows)
+        counts[0] += running
+        for k in range(1, last):
+            running += sum(getattr(queue, f"entered_{k}") or 0 for queue in self.queues)
+            counts[k] += running
         return list(zip(self.points, counts, strict=True))
 
 
@@ -385,6 +395,9 @@ def _scan_querysets(
         }
         for index, bucket in enumerate(buckets):
             annotations[f"bucket_{index}"] = count(bucket.q(now))
+        # Open items that entered by the first point: counted on the way past, cheaper
+        # than a range count over the oldest (and largest) part of the index.
+        annotations["entered_by_start"] = count(Q(enqueued_at__lte=points[0]))
         if is_open:  # the backlog line counts open items through the queue query
             entered: Any = Value(last)
             left: Any = Value(last)
@@ -407,11 +420,9 @@ def _scan_querysets(
     oldest = of_queue.order_by("enqueued_at", "id")
     entered_between = {
         f"entered_{k}": _counted(
-            of_queue.filter(enqueued_at__lte=t)
-            if k == 0
-            else of_queue.filter(enqueued_at__gt=points[k - 1], enqueued_at__lte=t)
+            of_queue.filter(enqueued_at__gt=points[k - 1], enqueued_at__lte=points[k])
         )
-        for k, t in enumerate(points)
+        for k in range(1, last)
     }
     queues = Queue.objects.annotate(
         oldest_id=Subquery(oldest.values("id")[:1]),
@@ -506,9 +517,12 @@ def median_queue_times(*, filters: Filters, now: dt.datetime) -> dict[int, dt.ti
     """Queue id -> median of (claimed_at - enqueued_at) over items claimed in the last
     24 hours, in one query.
 
-    PostgreSQL computes percentile_cont per queue. SQLite has no percentile: it numbers
-    each queue's waits in order (a window function) and returns only the middle one or
-    two rows per queue, which are averaged here.
+    PostgreSQL computes percentile_cont in a subquery per queue, each reading that
+    queue's claims of the window from `workitem_claimed_by_queue`: no sort of the whole
+    day's claims by queue before each queue's own sort (26 -> 16 ms over 39,000 claims).
+    SQLite has no percentile: it numbers each queue's waits in order (a window
+    function) and returns only the middle one or two rows per queue, which are
+    averaged here.
     """
     since = now - WINDOW
     claimed = WorkItem.objects.filter(
@@ -516,8 +530,17 @@ def median_queue_times(*, filters: Filters, now: dt.datetime) -> dict[int, dt.ti
     )
     wait = F("claimed_at") - F("enqueued_at")
     if connection.vendor == "postgresql":
-        grouped = claimed.values("queue_id").annotate(median=Median(wait)).order_by()
-        return {row["queue_id"]: row["median"] for row in grouped}
+        of_queue = (
+            claimed.filter(queue=OuterRef("pk"))
+            .order_by()
+            .values("queue")
+            .annotate(median=Median(wait))
+            .values("median")
+        )
+        per_queue = Queue.objects.annotate(
+            median=Subquery(of_queue, output_field=DurationField())
+        ).values_list("pk", "median")
+        return {pk: median for pk, median in per_queue if median is not None}
     middle = (
         claimed.annotate(
             wait=wait,

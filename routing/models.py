@@ -398,6 +398,14 @@ class WorkItem(models.Model):
                 condition=models.Q(claimed_at__isnull=False),
                 include=["queue", "enqueued_at", "state", "decided_at"],
             ),
+            # The same per queue: the dashboard's median queue time reads one queue's
+            # claims of the day at a time, already apart, instead of sorting the day's.
+            models.Index(
+                fields=["queue", "claimed_at"],
+                name="workitem_claimed_by_queue",
+                condition=models.Q(claimed_at__isnull=False),
+                include=["enqueued_at", "state", "decided_at"],
+            ),
         ]
         constraints = [
             # The maker of a four-eyes item can never hold it as its checker.

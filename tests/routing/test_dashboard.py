@@ -1,5 +1,6 @@
 import datetime as dt
 import random
+from collections import defaultdict
 from typing import Any
 from unittest import mock
 
@@ -242,6 +243,7 @@ def _by_definition(items, now, buckets):
     since = now - dashboard.WINDOW
     points = dashboard.backlog_points(now)
     figures: dict[int, dict[str, Any]] = {}
+    waits: dict[int, list[dt.timedelta]] = defaultdict(list)
     for item in items:
         is_open = item.state in OPEN_STATES
         in_window = is_open or (item.decided_at is not None and item.decided_at >= since)
@@ -252,8 +254,13 @@ def _by_definition(items, now, buckets):
             dict.fromkeys(
                 ["backlog", "at_risk", "breached", "wip", "throughput", "reassignments"], 0
             )
-            | {"buckets": [0] * len(buckets)},
+            | {"buckets": [0] * len(buckets), "median_wait": None},
         )
+        if item.claimed_at is not None and since <= item.claimed_at <= now:
+            waits[item.queue_id].append(item.claimed_at - item.enqueued_at)
+            ordered = sorted(waits[item.queue_id])
+            middle = ordered[(len(ordered) - 1) // 2 : len(ordered) // 2 + 1]
+            row["median_wait"] = sum(middle, dt.timedelta()) / len(middle)
         row["reassignments"] += item.reassignment_count
         if item.state == ItemState.DONE and item.decided_at >= since:
             row["throughput"] += 1
@@ -313,7 +320,12 @@ def test_the_figures_and_the_backlog_line_match_their_definitions(add, invoices,
                 fields["decided_at"] = now - decided_age
             if state == ItemState.CLAIMED:
                 fields["claimed_at"] = now - M
+            elif state == ItemState.DONE:  # claimed some minutes before the decision
+                fields["claimed_at"] = now - decided_age - M * (n % 7) - US * (n % 2)
             specs.append((age, fields))
+        # The first point is an edge of its own (counted apart from the later ones):
+        # open items on it and a microsecond either side of it, each state.
+        specs += [(24 * H + US * d, {"state": s}) for d in (-1, 0, 1) for s in open_states]
         add(queue, *specs)
     buckets = dashboard.age_buckets()
     items = list(WorkItem.objects.all())
@@ -327,6 +339,7 @@ def test_the_figures_and_the_backlog_line_match_their_definitions(add, invoices,
             "throughput": row.throughput,
             "reassignments": row.reassignments,
             "buckets": row.bucket_counts,
+            "median_wait": row.median_wait,
         }
         for row in dashboard.dashboard_figures(
             filters=dashboard.Filters(), now=now, buckets=buckets
