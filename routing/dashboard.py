@@ -7,9 +7,10 @@ those decided in the last 24 hours counted per queue, and the queues with their
 oldest open item and their open items per hour of entry) and the median queue
 times. Each reads partial indexes, not the whole table: open items through
 `workitem_open_by_queue`, which covers every column the page reads of them, recent
-decisions through `workitem_decided` and recent claims through `workitem_claimed`,
-both covering. A closed item always carries `decided_at`, so "open, or decided in
-the window" reaches every row a figure of the window needs.
+decisions through `workitem_decided` and each queue's recent claims through
+`workitem_claimed_by_queue`, both covering. A closed item always carries
+`decided_at`, so "open, or decided in the window" reaches every row a figure of the
+window needs.
 """
 
 from __future__ import annotations

@@ -390,8 +390,8 @@ class WorkItem(models.Model):
                 condition=models.Q(decided_at__isnull=False),
                 include=["queue", "state", "enqueued_at", "reassignment_count"],
             ),
-            # Queue time by claim time (flow metrics, the dashboard's median, which it
-            # covers); unclaimed items stay out of it.
+            # Queue time by claim time (flow metrics, which it covers); unclaimed items
+            # stay out of it.
             models.Index(
                 fields=["claimed_at"],
                 name="workitem_claimed",
