@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, models, transaction
@@ -72,41 +75,50 @@ def chain_started(case_id: object) -> None:
 
 
 @functools.cache
-def _insert_sql() -> tuple[str, tuple[models.Field[Any, Any], ...]]:
+def _insert_sql(rows: int) -> tuple[str, tuple[models.Field[Any, Any], ...]]:
     fields = tuple(f for f in AuditEvent._meta.concrete_fields if not f.primary_key)
     qn = connection.ops.quote_name
     columns = ", ".join(qn(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
+    # Typed placeholders: a VALUES list takes its column types from its own rows, and
+    # a NULL before/after would be text there, which jsonb refuses.
+    row = "(" + ", ".join(f"%s::{f.db_type(connection)}" for f in fields) + ")"
     table = qn(AuditEvent._meta.db_table)
     # Names come from the model's metadata; every value is a parameter.
     sql = (
         "SELECT pg_advisory_xact_lock(%s); "  # noqa: S608
-        f"INSERT INTO {table} ({columns}) SELECT {placeholders} "
+        f"INSERT INTO {table} ({columns}) SELECT * FROM (VALUES {', '.join([row] * rows)}) AS v "
         f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE chain = %s AND chain_seq >= %s) "
         f"AND (%s = 1 OR EXISTS (SELECT 1 FROM {table} "
-        "WHERE chain = %s AND chain_seq = %s AND hash = %s)) RETURNING id"
+        "WHERE chain = %s AND chain_seq = %s AND hash = %s)) RETURNING id, chain_seq"
     )
     return sql, fields
 
 
-def _insert_if_head(event: AuditEvent, key: int) -> bool:
-    """PostgreSQL, one round trip: take the chain's lock, then insert the event only if
-    its (chain_seq - 1, prev_hash) is still the chain's head. The two statements run
-    in one simple-query message, each with its own snapshot, so the head is read
-    after the lock is held. True when the row went in (event.pk is set)."""
-    sql, fields = _insert_sql()
-    values = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields]
-    seq = event.chain_seq
-    params = [key, *values, event.chain, seq, seq, event.chain, seq - 1, event.prev_hash]
+def _insert_if_head(events: Sequence[AuditEvent], key: int) -> bool:
+    """PostgreSQL, one round trip: take the chain's lock, then insert the events (placed
+    in one chain, in order, after its head as this process knows it) only if the first
+    one's (chain_seq - 1, prev_hash) is still the chain's head. The two statements run
+    in one simple-query message, each with its own snapshot, so the head is read after
+    the lock is held. True when the rows went in (each event's pk is set)."""
+    sql, fields = _insert_sql(len(events))
+    values = [
+        f.get_db_prep_save(getattr(event, f.attname), connection)
+        for event in events
+        for f in fields
+    ]
+    first = events[0]
+    seq = first.chain_seq
+    params = [key, *values, first.chain, seq, seq, first.chain, seq - 1, first.prev_hash]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         cursor.nextset()
-        row = cursor.fetchone()
-    if row is None:
+        ids = {chain_seq: pk for pk, chain_seq in cursor.fetchall()}
+    if not ids:
         return False
-    event.pk = row[0]
-    event._state.adding = False
-    event._state.db = connection.alias
+    for event in events:
+        event.pk = ids[event.chain_seq]
+        event._state.adding = False
+        event._state.db = connection.alias
     return True
 
 
@@ -199,7 +211,7 @@ def record(
     costs one round trip when this process knows the chain's head (it wrote the last
     event, or `chain_started` said the chain is new): the chain's advisory lock and an
     INSERT that checks the head. Otherwise two: the lock with an indexed read of the
-    head, then the INSERT.
+    head, then the INSERT. Inside `batch()` the event is written when the batch ends.
     """
     if not connection.in_atomic_block:
         raise AuditError("audit.record must run inside the transaction of the change it records")
@@ -216,12 +228,16 @@ def record(
         reason=reason,
         occurred_at=timezone.now(),
     )
+    pending = _batch_pending()
+    if pending is not None:
+        pending.append(event)
+        return event
     chain = event.chain
     hint = _hint_get(chain) if connection.vendor == "postgresql" else None
     if hint is not None:
         event.chain_seq, event.prev_hash = hint[0] + 1, hint[1]
         event.hash = event_hash(event.hashed_fields())
-        if _insert_if_head(event, _lock_key(chain)):
+        if _insert_if_head([event], _lock_key(chain)):
             _hint_set(chain, event.chain_seq, event.hash)
             return event
         # A stale hint: the lock is held now, so the head read below is the real one.
@@ -260,6 +276,28 @@ def record_many(entries: Sequence[Mapping[str, Any]]) -> list[AuditEvent]:
         return [record(**entry) for entry in entries]
     now = timezone.now()
     events = [_new_event(**entry, occurred_at=now) for entry in entries]
+    pending = _batch_pending()
+    if pending is not None:
+        pending.extend(events)
+    else:
+        _lock_and_append(events)
+    return events
+
+
+def _place(events: Sequence[AuditEvent], heads: dict[str, tuple[int, str]]) -> None:
+    """Give each event its chain place after `heads` (chain -> (seq, hash); a chain
+    not in it is empty), in order, and its hash; `heads` ends at the new heads."""
+    for event in events:
+        seq, prev_hash = heads.get(event.chain, (0, GENESIS_HASH))
+        event.chain_seq, event.prev_hash = seq + 1, prev_hash
+        event.hash = event_hash(event.hashed_fields())
+        heads[event.chain] = (event.chain_seq, event.hash)
+
+
+def _lock_and_append(events: Sequence[AuditEvent]) -> None:
+    """PostgreSQL, two round trips: every chain's lock taken and every head read in
+    one (locks in key order, so two writers never deadlock on each other), then the
+    events placed after those heads and written with one INSERT."""
     chains = sorted({event.chain for event in events})
     keys = sorted({_lock_key(chain) for chain in chains})
     table = connection.ops.quote_name(AuditEvent._meta.db_table)
@@ -273,15 +311,86 @@ def record_many(entries: Sequence[Mapping[str, Any]]) -> list[AuditEvent]:
         )
         cursor.nextset()
         heads = {chain: (int(seq), head) for chain, seq, head in cursor.fetchall()}
-    for event in events:
-        seq, prev_hash = heads.get(event.chain, (0, GENESIS_HASH))
-        event.chain_seq, event.prev_hash = seq + 1, prev_hash
-        event.hash = event_hash(event.hashed_fields())
-        heads[event.chain] = (event.chain_seq, event.hash)
+    _place(events, heads)
     AuditEvent.objects.bulk_create(events)
     for chain, (seq, head) in heads.items():
         _hint_set(chain, seq, head)
-    return events
+
+
+# Events recorded together ---------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    alias: str
+    savepoints: tuple[str, ...]
+    events: list[AuditEvent] = dataclasses.field(default_factory=list)
+
+
+_BATCHES = threading.local()
+
+
+def _batch_pending() -> list[AuditEvent] | None:
+    """The open batch's list to add an event to, when the event is recorded at the
+    batch's own transaction level; None otherwise (no batch, another database, or a
+    nested atomic block, whose rollback must take its events with it)."""
+    batch: _Batch | None = getattr(_BATCHES, "current", None)
+    if (
+        batch is None
+        or batch.alias != connection.alias
+        or tuple(connection.savepoint_ids) != batch.savepoints
+    ):
+        return None
+    return batch.events
+
+
+@contextmanager
+def batch() -> Iterator[None]:
+    """Events `record`ed in the block are written together when it ends, in the order
+    they were recorded: on PostgreSQL in one round trip when they share a chain whose
+    head this process knows (a new case's, after `chain_started`), instead of one
+    each. Use it right inside the atomic block of the changes the events record: the
+    events go in with them, in the same transaction, and if the block raises nothing
+    is written (the transaction is rolling back).
+
+    Inside the block `record` returns the event unsaved (no id, no chain place yet).
+    An event recorded in an atomic block nested inside this one is written at once,
+    not deferred, so that a rollback of the nested block takes it along; it then
+    comes before the deferred ones in its chain. Batches do not nest: an inner one
+    leaves the events to the outer.
+    """
+    if not connection.in_atomic_block:
+        raise AuditError("audit.batch must run inside the transaction of the changes it records")
+    if getattr(_BATCHES, "current", None) is not None:
+        yield
+        return
+    current = _Batch(alias=connection.alias, savepoints=tuple(connection.savepoint_ids))
+    _BATCHES.current = current
+    try:
+        yield
+    finally:
+        _BATCHES.current = None
+    _append(current.events)
+
+
+def _append(events: Sequence[AuditEvent]) -> None:
+    """Chain and write events built earlier, in order."""
+    if not events:
+        return
+    if connection.vendor != "postgresql":
+        for event in events:
+            _place([event], {event.chain: _read_head(event.chain)})
+            event.save()
+        return
+    chain = events[0].chain
+    hint = _hint_get(chain)
+    if hint is not None and all(event.chain == chain for event in events):
+        heads = {chain: hint}
+        _place(events, heads)
+        if _insert_if_head(events, _lock_key(chain)):
+            _hint_set(chain, *heads[chain])
+            return
+    _lock_and_append(events)
 
 
 # Audited configuration changes ---------------------------------------------------------

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from audit.context import Actor, ActorLike, audit_context
 from audit.models import AuditAction
+from audit.services import batch as audit_batch
 from audit.services import chain_started, record
 from config import tracing
 from config.errors import ApplicationError, Conflict, NotFound
@@ -426,7 +427,8 @@ def case_submit(
         current_step=flow.start,
     )
     chain_started(case.pk)
-    with audit_context(correlation_id=str(case.correlation_id)):
+    # The case's first events (submitted, its first step, its work item) go in together.
+    with audit_context(correlation_id=str(case.correlation_id)), audit_batch():
         record(
             actor=actor,
             action=AuditAction.CASE_SUBMITTED,

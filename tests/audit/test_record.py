@@ -255,3 +255,110 @@ def test_many_events_refuse_an_unknown_action_and_write_nothing(alice):
             ]
         )
     assert AuditEvent.objects.count() == before
+
+
+# Events recorded together (audit.services.batch) ----------------------------------------
+
+
+def _chain_of(case_id):
+    return list(
+        AuditEvent.objects.filter(case_id=case_id)
+        .order_by("chain_seq")
+        .values_list("chain_seq", "action")
+    )
+
+
+def test_a_batch_writes_its_events_when_it_ends_chained_in_the_order_recorded(alice):
+    record(actor=alice, action=AuditAction.CASE_SUBMITTED, case_id="C-20")
+    with audit_services.batch():
+        first = record(actor=alice, action=AuditAction.STEP_STARTED, case_id="C-20")
+        other = record(actor=alice, action=AuditAction.SLA_BREACHED, case_id="C-21")
+        second = record(actor=alice, action=AuditAction.STEP_SUCCEEDED, case_id="C-20")
+        assert first.pk is None  # written when the batch ends
+        assert AuditEvent.objects.filter(case_id__in=["C-20", "C-21"]).count() == 1
+    assert _chain_of("C-20") == [
+        (1, AuditAction.CASE_SUBMITTED),
+        (2, AuditAction.STEP_STARTED),
+        (3, AuditAction.STEP_SUCCEEDED),
+    ]
+    assert (other.chain_seq, other.prev_hash) == (1, GENESIS_HASH)
+    assert second.prev_hash == first.hash
+    assert all(AuditEvent.objects.get(pk=e.pk).hash == e.hash for e in (first, other, second))
+    assert verify(case_id="C-20").ok
+    assert verify(case_id="C-21").ok
+    # What record writes next follows on.
+    after = record(actor=alice, action=AuditAction.CASE_COMPLETED, case_id="C-20")
+    assert (after.chain_seq, after.prev_hash) == (4, second.hash)
+
+
+@pytest.mark.postgres
+def test_a_new_case_chain_s_batch_is_one_round_trip(alice, django_assert_num_queries):
+    audit_services.chain_started("C-22")
+    with django_assert_num_queries(1) as captured, audit_services.batch():
+        for action in (AuditAction.CASE_SUBMITTED, AuditAction.STEP_STARTED):
+            record(actor=alice, action=action, case_id="C-22", before=None, after={"a": 1})
+        record(actor=alice, action=AuditAction.ITEM_ENQUEUED, case_id="C-22")
+    assert "pg_advisory_xact_lock" in captured.captured_queries[0]["sql"]
+    assert [seq for seq, _ in _chain_of("C-22")] == [1, 2, 3]
+    assert verify(case_id="C-22").ok
+
+
+def test_a_batch_with_a_stale_head_hint_takes_the_slow_path_and_keeps_the_chain(alice):
+    for action in (AuditAction.CASE_SUBMITTED, AuditAction.STEP_STARTED):
+        record(actor=alice, action=action, case_id="C-23")
+    audit_services.chain_started("C-23")  # wrong: the chain has two events
+    with audit_services.batch():
+        third = record(actor=alice, action=AuditAction.STEP_SUCCEEDED, case_id="C-23")
+        fourth = record(actor=alice, action=AuditAction.CASE_COMPLETED, case_id="C-23")
+    assert (third.chain_seq, fourth.chain_seq, fourth.prev_hash) == (3, 4, third.hash)
+    assert [seq for seq, _ in _chain_of("C-23")] == [1, 2, 3, 4]
+    assert verify(case_id="C-23").ok
+
+
+def test_a_batch_that_raises_writes_nothing(alice):
+    before = AuditEvent.objects.count()
+    with pytest.raises(RuntimeError), transaction.atomic(), audit_services.batch():
+        record(actor=alice, action=AuditAction.CASE_SUBMITTED, case_id="C-24")
+        raise RuntimeError("the change failed")
+    assert AuditEvent.objects.count() == before
+    # The next batch starts clean.
+    with audit_services.batch():
+        record(actor=alice, action=AuditAction.CASE_SUBMITTED, case_id="C-24")
+    assert _chain_of("C-24") == [(1, AuditAction.CASE_SUBMITTED)]
+
+
+def test_an_event_in_a_nested_atomic_block_is_written_at_once_and_rolls_back_with_it(alice):
+    with audit_services.batch():
+        deferred = record(actor=alice, action=AuditAction.CASE_SUBMITTED, case_id="C-25")
+        with pytest.raises(RuntimeError), transaction.atomic():
+            record(actor=alice, action=AuditAction.STEP_STARTED, case_id="C-25")
+            raise RuntimeError("the nested change failed")
+        with transaction.atomic():
+            kept = record(actor=alice, action=AuditAction.STEP_FAILED, case_id="C-25")
+            assert kept.pk is not None  # not deferred
+        assert deferred.pk is None
+    # The nested block's event comes first in the chain; the rolled-back one is gone.
+    assert _chain_of("C-25") == [(1, AuditAction.STEP_FAILED), (2, AuditAction.CASE_SUBMITTED)]
+    assert verify(case_id="C-25").ok
+
+
+def test_many_events_recorded_in_a_batch_wait_for_it_too(alice):
+    with audit_services.batch():
+        record(actor=alice, action=AuditAction.CASE_SUBMITTED, case_id="C-26")
+        audit_services.record_many(
+            [{"actor": alice, "action": AuditAction.SLA_BREACHED, "case_id": "C-26"}]
+        )
+        record(actor=alice, action=AuditAction.ITEM_ESCALATED, case_id="C-26")
+        assert not AuditEvent.objects.filter(case_id="C-26").exists()
+    assert _chain_of("C-26") == [
+        (1, AuditAction.CASE_SUBMITTED),
+        (2, AuditAction.SLA_BREACHED),
+        (3, AuditAction.ITEM_ESCALATED),
+    ]
+    assert verify(case_id="C-26").ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_outside_a_transaction_is_refused():
+    with pytest.raises(AuditError, match="inside the transaction"), audit_services.batch():
+        pass

@@ -7,6 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from audit.context import Actor
 from orchestration import intake
@@ -371,6 +372,24 @@ def test_submission_is_audited_with_the_client_as_actor(erp):
     event = AuditEvent.objects.get(case_id=case_id, action="case.submitted")
     assert (event.actor_kind, event.actor_name) == ("api_client", "erp")
     assert event.request_id and event.client_ip == "127.0.0.1"
+
+
+def test_a_submission_s_audit_events_go_in_together_in_the_order_recorded(erp):
+    from audit.models import AuditEvent
+    from audit.verification import verify
+
+    with CaptureQueriesContext(connection) as captured:
+        case_id = erp.post("/api/v1/cases/", SUBMISSION).json()["id"]
+    events = list(AuditEvent.objects.filter(case_id=case_id).order_by("chain_seq"))
+    assert len(events) >= 2
+    assert events[0].action == "case.submitted"
+    assert [e.chain_seq for e in events] == list(range(1, len(events) + 1))
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    assert verify(case_id=case_id).ok
+    inserts = [q for q in captured.captured_queries if 'INTO "audit_auditevent"' in q["sql"]]
+    # PostgreSQL: one statement for all of them (the new chain's lock and a multi-row
+    # INSERT); elsewhere one INSERT each.
+    assert len(inserts) == (1 if connection.vendor == "postgresql" else len(events))
 
 
 def test_nul_characters_are_a_400_not_a_server_error(erp):
