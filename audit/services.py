@@ -235,8 +235,7 @@ def record(
     chain = event.chain
     hint = _hint_get(chain) if connection.vendor == "postgresql" else None
     if hint is not None:
-        event.chain_seq, event.prev_hash = hint[0] + 1, hint[1]
-        event.hash = event_hash(event.hashed_fields())
+        _place([event], {chain: hint})
         if _insert_if_head([event], _lock_key(chain)):
             _hint_set(chain, event.chain_seq, event.hash)
             return event
@@ -246,8 +245,7 @@ def record(
         seq, prev_hash = _lock_and_read_head(chain)
     else:
         seq, prev_hash = _read_head(chain)
-    event.chain_seq, event.prev_hash = seq + 1, prev_hash
-    event.hash = event_hash(event.hashed_fields())
+    _place([event], {chain: (seq, prev_hash)})
     event.save()
     if connection.vendor == "postgresql":
         _hint_set(chain, event.chain_seq, event.hash)

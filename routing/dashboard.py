@@ -73,13 +73,13 @@ class Bucket:
     low: dt.timedelta | None
     high: dt.timedelta | None
 
-    def q(self, now: dt.datetime, prefix: str = "") -> Q:
+    def q(self, now: dt.datetime) -> Q:
         """The items of this bucket at `now`, as a condition on enqueue time."""
         condition = Q()
         if self.low is not None:
-            condition &= Q(**{f"{prefix}enqueued_at__lte": now - self.low})
+            condition &= Q(enqueued_at__lte=now - self.low)
         if self.high is not None:
-            condition &= Q(**{f"{prefix}enqueued_at__gt": now - self.high})
+            condition &= Q(enqueued_at__gt=now - self.high)
         return condition
 
 
@@ -137,17 +137,17 @@ class Filters:
     def querystring(self) -> str:
         return urlencode({k: v for k, v in (("region", self.region), ("skill", self.skill)) if v})
 
-    def q(self, prefix: str = "") -> Q:
+    def q(self) -> Q:
         condition = Q()
         if self.region:
-            condition &= Q(**{f"{prefix}region": self.region})
+            condition &= Q(region=self.region)
         if self.skill:
             if connection.vendor == "postgresql":
-                condition &= Q(**{f"{prefix}skills__contains": [self.skill]})
+                condition &= Q(skills__contains=[self.skill])
             else:
                 # SQLite has no JSON containment; the stored list is JSON text, so the
                 # quoted name matches exactly one element (slugs hold no quotes).
-                condition &= Q(**{f"{prefix}skills__icontains": f'"{self.skill}"'})
+                condition &= Q(skills__icontains=f'"{self.skill}"')
         return condition
 
 
@@ -263,11 +263,9 @@ class Median(Aggregate):
     output_field = DurationField()
 
 
-def _window_rows(now: dt.datetime, prefix: str = "") -> Q:
+def _window_rows(now: dt.datetime) -> Q:
     """Rows any figure of the window needs: open, or decided within it."""
-    return Q(**{f"{prefix}state__in": OPEN_STATES}) | Q(
-        **{f"{prefix}decided_at__gte": now - WINDOW}
-    )
+    return Q(state__in=OPEN_STATES) | Q(decided_at__gte=now - WINDOW)
 
 
 def backlog_points(now: dt.datetime) -> list[dt.datetime]:
