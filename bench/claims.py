@@ -1,6 +1,7 @@
 """Claiming: the real `routing.services.work_item_claim_next` at 32 concurrent reviewers
 next to baseline (b), pgbench's one-statement SKIP LOCKED claim at 32 clients on a
-table of the same rows; and queue health, the claim rate after minutes of churn.
+table of the same rows; the claim floor, (b)'s statement sent by 32 Python processes
+(an informing line); and queue health, the claim rate after minutes of churn.
 
 The reviewers are OS processes, not threads. On this 2-core machine threads of one
 process would take turns on the GIL, so the figure would measure the interpreter lock
@@ -56,6 +57,10 @@ BASELINE_TABLE = [
     "ALTER TABLE bench_claim ADD PRIMARY KEY (id)",
     "CREATE INDEX bench_claim_next ON bench_claim (rank_at, id) WHERE state = 'queued'",
 ]
+# The claim floor: baseline (b)'s statement sent by Python processes (psycopg, no
+# Django), one per reviewer, as the service's reviewers are: what any Python client
+# reaches on this machine, before any of the service's own work.
+RAW_CLAIM = CLAIM_SCRIPT.split("\n", 1)[1].replace(":rid", "%s")
 REQUEUE = """
 UPDATE {table} SET state = 'queued', assignee_id = NULL, claimed_at = NULL,
        last_activity_at = NULL, decided_at = NULL
@@ -221,6 +226,93 @@ def run_reviewers(
     return swarm
 
 
+def _raw_claimer(bench_url: str, rid: int, barrier: Any, results: Any) -> None:
+    """One floor process: claim with RAW_CLAIM until nothing is left; report like a
+    reviewer."""
+    import psycopg
+
+    run = ReviewerRun(rid)
+    try:
+        with psycopg.connect(bench_url, autocommit=True) as conn:
+            barrier.wait(timeout=120)
+            while True:
+                started = time.monotonic()
+                row = conn.execute(RAW_CLAIM, [rid]).fetchone()
+                ended = time.monotonic()
+                if row is None:
+                    break
+                run.ids.append(row[0])
+                run.seconds.append(ended - started)
+                run.finished_at.append(ended)
+        results.put(("ok", run))
+    except BaseException:
+        results.put(("error", f"floor claimer {rid}: {traceback.format_exc()}"))
+
+
+def run_raw_claimers(ctx: Context) -> Swarm:
+    """As many floor processes as reviewers, released together, until bench_claim has
+    nothing queued."""
+    mp = multiprocessing.get_context("spawn")  # no Django state to carry: a clean start
+    count = len(ctx.world.reviewer_ids)
+    barrier = mp.Barrier(count + 1)
+    results = mp.Queue()
+    processes = [
+        mp.Process(target=_raw_claimer, args=(ctx.bench_url, rid, barrier, results))
+        for rid in range(1, count + 1)
+    ]
+    for process in processes:
+        process.start()
+    runs: list[ReviewerRun] = []
+    try:
+        barrier.wait(timeout=120)
+        started = time.monotonic()
+        while len(runs) < count:
+            try:
+                status, payload = results.get(timeout=3600)
+            except queue.Empty:
+                raise BenchError("floor claimers did not report back within an hour") from None
+            if status != "ok":
+                raise BenchError(payload)
+            runs.append(payload)
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+    swarm = Swarm(runs, started, 0.0)
+    swarm.stopped = max(swarm.ends, default=started)
+    return swarm
+
+
+@dataclass
+class FloorRound:
+    claims: int
+    tps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def _floor_round(ctx: Context, total: int) -> FloorRound:
+    """The floor over bench_claim queued again, after the baseline's round on it."""
+    execute(REQUEUE.format(table="bench_claim"))
+    vacuum("bench_claim")
+    swarm = run_raw_claimers(ctx)
+    ids = swarm.ids
+    claimed = int(scalar("SELECT count(*) FROM bench_claim WHERE state = 'claimed'"))
+    if not len(ids) == len(set(ids)) == claimed == total:
+        raise BenchError(
+            f"claim floor: {len(ids)} claims, {len(set(ids))} distinct, {claimed} rows "
+            f"claimed, {total} queued"
+        )
+    latencies = swarm.latencies_ms
+    return FloorRound(
+        claims=len(ids),
+        tps=len(ids) / (swarm.stopped - swarm.started),
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
+    )
+
+
 @dataclass
 class ClaimRound:
     claims: int
@@ -310,12 +402,16 @@ def claim_phase(ctx: Context) -> list[Line]:
             vacuum("routing_workitem", "bench_claim")
         base = _baseline_round(ctx, total, tag=f"claim-{n}")
         service = _service_round(ctx, total)
-        rounds.append({"baseline": base.__dict__, "service": service.__dict__})
+        floor = _floor_round(ctx, total)
+        rounds.append(
+            {"baseline": base.__dict__, "service": service.__dict__, "floor": floor.__dict__}
+        )
         progress(
             f"claim round {n}/{REPEATS}: (b) {base.tps:,.0f} tps p99 {base.p99_ms:.1f} ms | "
             f"service {service.tps:,.0f} claims/s p99 {service.p99_ms:.1f} ms, "
             f"{service.claims:,} claims, {service.double_claims} double, "
-            f"{service.left_queued} left queued"
+            f"{service.left_queued} left queued | floor {floor.tps:,.0f} claims/s p99 "
+            f"{floor.p99_ms:.1f} ms"
         )
     tps = [r["service"]["tps"] for r in rounds]
     base_tps = [r["baseline"]["tps"] for r in rounds]
@@ -361,7 +457,27 @@ def claim_phase(ctx: Context) -> list[Line]:
             ratio=p99_ratio,
             detail=f"p50 {median(r['service']['p50_ms'] for r in rounds):.1f} ms",
         ),
+        _claim_floor_line(rounds, reviewers),
     ]
+
+
+def _claim_floor_line(rounds: list[dict[str, Any]], reviewers: int) -> Line:
+    tps = [r["floor"]["tps"] for r in rounds]
+    base_tps = [r["baseline"]["tps"] for r in rounds]
+    p99 = median(r["floor"]["p99_ms"] for r in rounds)
+    base_p99 = median(r["baseline"]["p99_ms"] for r in rounds)
+    return Line(
+        "Claim floor: (b)'s statement from Python",
+        median(tps),
+        "claims/s",
+        f"info; the claim's goal {GOAL_TPS_SHARE:.2f} x (b)",
+        None,
+        baseline=median(base_tps),
+        baseline_name="(b)",
+        ratio=median(a / b for a, b in zip(tps, base_tps, strict=True)),
+        detail=f"{reviewers} processes, psycopg, no Django; p99 {p99:.1f} ms = "
+        f"{p99 / base_p99:.1f}x (b) p99",
+    )
 
 
 def _table_state() -> dict[str, int]:

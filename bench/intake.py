@@ -1,6 +1,11 @@
 """Intake over HTTP: POST /api/v1/cases/ through gunicorn, driven by wrk, next to
-baseline (a), pgbench's single-row jsonb INSERT at 8 clients; and the same intake with
-the audit trail switched off (bench/settings_no_audit.py) for the audit goal."""
+baseline (a), pgbench's single-row jsonb INSERT at 8 clients; the same intake with
+the audit trail switched off (bench/settings_no_audit.py) for the audit goal; and two
+floors under the same load, which only inform: the request path without intake's work
+(bench/settings_floor.py: middleware, DRF, token, scope, throttle, then baseline (a)'s
+one INSERT) and gunicorn with a bare WSGI function doing that INSERT (bench/floor.py).
+They say how much of the distance to the goal is intake's own and how much any
+Django, or any Python, service on this machine would have to cover."""
 
 from __future__ import annotations
 
@@ -59,9 +64,17 @@ class Gunicorn:
     """One gunicorn serving config.wsgi on a free loopback port (sync workers: one
     request at a time per worker, the deployment the README describes)."""
 
-    def __init__(self, env: dict[str, str], *, workers: int, log: Path) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        workers: int,
+        log: Path,
+        app: str = "config.wsgi:application",
+    ) -> None:
         self.env = env
         self.workers = workers
+        self.app = app
         self.port = free_port()
         self.log_path = log
         self._log: IO[str] | None = None
@@ -76,7 +89,7 @@ class Gunicorn:
         self.process = subprocess.Popen(  # noqa: S603 (our own command line)
             [
                 str(VENV_BIN / "gunicorn"),
-                "config.wsgi:application",
+                self.app,
                 "--workers",
                 str(self.workers),
                 "--worker-class",
@@ -223,6 +236,13 @@ def no_audit_env(env: dict[str, str]) -> dict[str, str]:
     }
 
 
+def floor_env(env: dict[str, str]) -> dict[str, str]:
+    return env | {
+        "DJANGO_SETTINGS_MODULE": "bench.settings_floor",
+        "ARBITER_BENCHMARK_FLOOR": "1",
+    }
+
+
 def intake_phase(ctx: Context) -> list[Line]:
     sizes = ctx.sizes
     seconds, connections = sizes.intake_seconds, sizes.intake_connections
@@ -232,18 +252,29 @@ def intake_phase(ctx: Context) -> list[Line]:
     silent = Gunicorn(
         no_audit_env(ctx.env), workers=sizes.web_workers, log=ctx.workdir / "gunicorn-noaudit.log"
     )
+    django_floor = Gunicorn(
+        floor_env(ctx.env), workers=sizes.web_workers, log=ctx.workdir / "gunicorn-floor.log"
+    )
+    bare_floor = Gunicorn(
+        ctx.env,
+        workers=sizes.web_workers,
+        log=ctx.workdir / "gunicorn-bare.log",
+        app="bench.floor:application",
+    )
+    servers = (audited, silent, django_floor, bare_floor)
     rounds: list[dict[str, Any]] = []
     try:
-        audited.start()
-        silent.start()
+        for server in servers:
+            server.start()
         progress(
             f"intake: gunicorn x{sizes.web_workers} workers (with audit on :{audited.port}, "
-            f"audit off on :{silent.port}); wrk {connections} connections, {seconds} s a run"
+            f"audit off on :{silent.port}, Django floor on :{django_floor.port}, bare floor "
+            f"on :{bare_floor.port}); wrk {connections} connections, {seconds} s a run"
         )
         events_before = _submitted_events()
         warm = [
             run_wrk(server, seconds=3, connections=connections, token=token, run_id=f"warm{n}")
-            for n, server in enumerate((audited, silent))
+            for n, server in enumerate(servers)
         ]
         created_with_audit = warm[0].created
         created_without = warm[1].created
@@ -260,6 +291,16 @@ def intake_phase(ctx: Context) -> list[Line]:
             without = run_wrk(
                 silent, seconds=seconds, connections=connections, token=token, run_id=f"n{n}"
             )
+            floors = {
+                name: run_wrk(
+                    server,
+                    seconds=seconds,
+                    connections=connections,
+                    token=token,
+                    run_id=f"{name}{n}",
+                )
+                for name, server in (("django_floor", django_floor), ("bare_floor", bare_floor))
+            }
             created_with_audit += with_audit.created
             created_without += without.created
             rounds.append(
@@ -267,17 +308,20 @@ def intake_phase(ctx: Context) -> list[Line]:
                     "baseline": asdict(base),
                     "intake": asdict(with_audit),
                     "no_audit": asdict(without),
+                    **{name: asdict(result) for name, result in floors.items()},
                 }
             )
             progress(
                 f"intake round {n}/{REPEATS}: (a) INSERT {base.tps:,.0f} tps p99 "
                 f"{base.p99_ms:.1f} ms | intake {with_audit.tps:,.1f} req/s p99 "
-                f"{with_audit.p99_ms:.0f} ms | audit off {without.tps:,.1f} req/s"
+                f"{with_audit.p99_ms:.0f} ms | audit off {without.tps:,.1f} req/s | floors: "
+                f"Django {floors['django_floor'].tps:,.0f}, bare {floors['bare_floor'].tps:,.0f} "
+                "req/s"
             )
         events = _submitted_events() - events_before
     finally:
-        audited.stop()
-        silent.stop()
+        for server in servers:
+            server.stop()
     purged = broker_queue_purge(ctx.broker_url)
     if purged:
         progress(f"intake: purged {purged:,} relay nudges nobody consumed from the broker")
@@ -341,4 +385,40 @@ def _lines(
             ratio=audit_ratio,
             detail="off: bench/settings_no_audit.py",
         ),
+        *(_floor_line(rounds, key, name, what) for key, name, what in FLOORS),
     ]
+
+
+# The floors' lines: (key in a round, line, detail).
+FLOORS = (
+    (
+        "django_floor",
+        "Intake floor: Django + DRF, one INSERT",
+        "bench/settings_floor.py: token, scope, throttle; no intake work",
+    ),
+    (
+        "bare_floor",
+        "Intake floor: bare WSGI, one INSERT",
+        "bench/floor.py: no Django; gunicorn, psycopg",
+    ),
+)
+
+
+def _floor_line(rounds: list[dict[str, Any]], key: str, name: str, what: str) -> Line:
+    """A floor next to (a): the most any intake could reach through that much of the
+    path on this machine. It informs; it has no goal of its own."""
+    tps = [r[key]["tps"] for r in rounds]
+    base_tps = [r["baseline"]["tps"] for r in rounds]
+    p99 = median(r[key]["p99_ms"] for r in rounds)
+    base_p99 = median(r["baseline"]["p99_ms"] for r in rounds)
+    return Line(
+        name,
+        median(tps),
+        "req/s",
+        f"info; intake's goal {GOAL_TPS_SHARE:.2f} x (a)",
+        None,
+        baseline=median(base_tps),
+        baseline_name="(a)",
+        ratio=median(a / b for a, b in zip(tps, base_tps, strict=True)),
+        detail=f"{what}; p99 {p99:.1f} ms = {p99 / base_p99:.1f}x (a) p99",
+    )

@@ -61,3 +61,58 @@ def test_quick_shrinks_every_size_and_full_keeps_the_issues():
     assert full.claims == 100_000 and full.dashboard_items == 1_000_000
     assert full.churn_seconds == 600
     assert quick.claims < full.claims and quick.churn_seconds < full.churn_seconds
+
+
+def test_the_claim_floor_sends_baseline_b_statement_with_the_reviewer_as_parameter():
+    from bench.claims import CLAIM_SCRIPT, RAW_CLAIM
+
+    pgbench_statement = CLAIM_SCRIPT.format(reviewers=32).split("\n", 1)[1]
+    assert pgbench_statement.replace(":rid", "%s") == RAW_CLAIM
+    assert RAW_CLAIM.count("%s") == 1 and "FOR UPDATE SKIP LOCKED" in RAW_CLAIM
+
+
+def _call_floor(method, path, body=b""):
+    import io
+
+    from bench import floor
+
+    answered = {}
+
+    def start_response(status, headers):
+        answered["status"], answered["headers"] = status, dict(headers)
+
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    content = b"".join(floor.application(environ, start_response))
+    return answered["status"], content
+
+
+def test_the_bare_intake_floor_answers_health_and_refuses_what_is_not_a_json_object(
+    monkeypatch,
+):
+    from bench import floor
+
+    def no_database():
+        raise AssertionError("a refused request must not reach the database")
+
+    monkeypatch.setattr(floor, "_db", no_database)
+    assert _call_floor("GET", "/healthz") == ("200 OK", b'{"status": "ok"}')
+    assert _call_floor("POST", "/api/v1/cases/", b"{not json")[0] == "400 Bad Request"
+    assert _call_floor("POST", "/api/v1/cases/", b"[1, 2]")[0] == "400 Bad Request"
+    assert _call_floor("GET", "/api/v1/cases/")[0] == "405 Method Not Allowed"
+
+
+def test_the_django_floor_settings_refuse_to_load_outside_the_benchmark(monkeypatch):
+    import importlib
+    import sys
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    monkeypatch.delenv("ARBITER_BENCHMARK_FLOOR", raising=False)
+    monkeypatch.delitem(sys.modules, "bench.settings_floor", raising=False)
+    with pytest.raises(ImproperlyConfigured, match="benchmark only"):
+        importlib.import_module("bench.settings_floor")
