@@ -192,6 +192,32 @@ def test_a_changed_profile_or_permission_changes_what_the_next_claim_may_take(
     assert work_item_claim_next(reviewer=alice) is None  # the last one is apac
 
 
+def test_queues_granted_through_a_group_or_as_superuser_count_from_the_next_claim(
+    flow, run_all, queues, alice
+):
+    """The queue query's SQL is kept per person: the grants it reads are not."""
+    from django.contrib.auth.models import Group
+    from guardian.shortcuts import assign_perm
+
+    flow(with_wait_and_review())
+    profile(alice, ["invoices"], regions=["eu"], capacity=10)
+    for _ in range(3):
+        to_review(run_all, region="eu")
+    assert work_item_claim_next(reviewer=alice) is None  # no queue of hers yet
+    team = Group.objects.create(name="invoice team")
+    assign_perm("routing.work_on_queue", team, queues["invoices"])
+    alice.groups.add(team)
+    assert region_claimed(alice) == "eu"  # granted through her group
+    alice.groups.remove(team)
+    assert work_item_claim_next(reviewer=alice) is None
+    alice.is_superuser = True
+    alice.save(update_fields=["is_superuser"])
+    assert region_claimed(alice) == "eu"  # a superuser may work every queue
+    alice.is_superuser = False
+    alice.save(update_fields=["is_superuser"])
+    assert work_item_claim_next(reviewer=alice) is None
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_sixteen_concurrent_reviewers_claim_a_thousand_items_exactly_once(django_user_model):
