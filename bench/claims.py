@@ -28,6 +28,7 @@ from bench.common import (
     CpuSampler,
     Line,
     PgbenchResult,
+    floor_line,
     median,
     percentile,
     progress,
@@ -165,6 +166,28 @@ class Swarm:
         return [t for run in self.runs for t in run.finished_at]
 
 
+def _gather(results: Any, count: int, who: str) -> list[ReviewerRun]:
+    """Every process's report, within the hour; the first error raised as it came."""
+    runs: list[ReviewerRun] = []
+    deadline = time.monotonic() + 3600
+    while len(runs) < count:
+        try:
+            status, payload = results.get(timeout=max(1.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise BenchError(f"{who} did not report back within an hour") from None
+        if status != "ok":
+            raise BenchError(payload)
+        runs.append(payload)
+    return runs
+
+
+def _reap(processes: list[Any]) -> None:
+    for process in processes:
+        process.join(timeout=60)
+        if process.is_alive():
+            process.kill()
+
+
 def run_reviewers(
     ctx: Context, *, seconds: float | None = None, feed_from: list[int] | None = None
 ) -> Swarm:
@@ -190,7 +213,6 @@ def run_reviewers(
         processes.append(mp.Process(target=_feeder, args=(ctx.bench_url, feed_from, stop, counter)))
     for process in processes:
         process.start()
-    runs: list[ReviewerRun] = []
     try:
         barrier.wait(timeout=120)
         started = time.monotonic()
@@ -205,21 +227,10 @@ def run_reviewers(
                     next_note += 60
             stop.set()
         stopped = started + seconds if seconds else 0.0
-        deadline = time.monotonic() + 3600
-        while len(runs) < len(reviewers):
-            try:
-                status, payload = results.get(timeout=max(1.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise BenchError("reviewer processes did not report back within an hour") from None
-            if status != "ok":
-                raise BenchError(payload)
-            runs.append(payload)
+        runs = _gather(results, len(reviewers), "reviewer processes")
     finally:
         stop.set()
-        for process in processes:
-            process.join(timeout=60)
-            if process.is_alive():
-                process.kill()
+        _reap(processes)
     swarm = Swarm(runs, started, stopped)
     if not churn:
         swarm.stopped = max(swarm.ends, default=started)
@@ -262,23 +273,12 @@ def run_raw_claimers(ctx: Context) -> Swarm:
     ]
     for process in processes:
         process.start()
-    runs: list[ReviewerRun] = []
     try:
         barrier.wait(timeout=120)
         started = time.monotonic()
-        while len(runs) < count:
-            try:
-                status, payload = results.get(timeout=3600)
-            except queue.Empty:
-                raise BenchError("floor claimers did not report back within an hour") from None
-            if status != "ok":
-                raise BenchError(payload)
-            runs.append(payload)
+        runs = _gather(results, count, "floor claimers")
     finally:
-        for process in processes:
-            process.join(timeout=60)
-            if process.is_alive():
-                process.kill()
+        _reap(processes)
     swarm = Swarm(runs, started, 0.0)
     swarm.stopped = max(swarm.ends, default=started)
     return swarm
@@ -462,21 +462,14 @@ def claim_phase(ctx: Context) -> list[Line]:
 
 
 def _claim_floor_line(rounds: list[dict[str, Any]], reviewers: int) -> Line:
-    tps = [r["floor"]["tps"] for r in rounds]
-    base_tps = [r["baseline"]["tps"] for r in rounds]
-    p99 = median(r["floor"]["p99_ms"] for r in rounds)
-    base_p99 = median(r["baseline"]["p99_ms"] for r in rounds)
-    return Line(
-        "Claim floor: (b)'s statement from Python",
-        median(tps),
-        "claims/s",
-        f"info; the claim's goal {GOAL_TPS_SHARE:.2f} x (b)",
-        None,
-        baseline=median(base_tps),
+    return floor_line(
+        rounds,
+        "floor",
+        name="Claim floor: (b)'s statement from Python",
+        unit="claims/s",
         baseline_name="(b)",
-        ratio=median(a / b for a, b in zip(tps, base_tps, strict=True)),
-        detail=f"{reviewers} processes, psycopg, no Django; p99 {p99:.1f} ms = "
-        f"{p99 / base_p99:.1f}x (b) p99",
+        goal=f"the claim's goal {GOAL_TPS_SHARE:.2f} x (b)",
+        detail=f"{reviewers} processes, psycopg, no Django",
     )
 
 

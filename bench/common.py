@@ -421,6 +421,36 @@ class Line:
         return "PASS" if self.passed else "FAIL"
 
 
+def floor_line(
+    rounds: Sequence[dict[str, Any]],
+    key: str,
+    *,
+    name: str,
+    unit: str,
+    baseline_name: str,
+    goal: str,
+    detail: str,
+) -> Line:
+    """A floor (rounds[k][key]) next to its baseline (rounds[k]["baseline"]), both with
+    `tps` and `p99_ms`: the most anything built on that much of the path reaches on the
+    machine. It informs; it has no goal of its own."""
+    tps = [r[key]["tps"] for r in rounds]
+    base_tps = [r["baseline"]["tps"] for r in rounds]
+    p99 = median(r[key]["p99_ms"] for r in rounds)
+    base_p99 = median(r["baseline"]["p99_ms"] for r in rounds)
+    return Line(
+        name,
+        median(tps),
+        unit,
+        f"info; {goal}",
+        None,
+        baseline=median(base_tps),
+        baseline_name=baseline_name,
+        ratio=median(a / b for a, b in zip(tps, base_tps, strict=True)),
+        detail=f"{detail}; p99 {p99:.1f} ms = {p99 / base_p99:.1f}x {baseline_name} p99",
+    )
+
+
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"

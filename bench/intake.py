@@ -29,6 +29,7 @@ from bench.common import (
     Line,
     PgbenchResult,
     die_with_parent,
+    floor_line,
     free_port,
     median,
     progress,
@@ -405,20 +406,12 @@ FLOORS = (
 
 
 def _floor_line(rounds: list[dict[str, Any]], key: str, name: str, what: str) -> Line:
-    """A floor next to (a): the most any intake could reach through that much of the
-    path on this machine. It informs; it has no goal of its own."""
-    tps = [r[key]["tps"] for r in rounds]
-    base_tps = [r["baseline"]["tps"] for r in rounds]
-    p99 = median(r[key]["p99_ms"] for r in rounds)
-    base_p99 = median(r["baseline"]["p99_ms"] for r in rounds)
-    return Line(
-        name,
-        median(tps),
-        "req/s",
-        f"info; intake's goal {GOAL_TPS_SHARE:.2f} x (a)",
-        None,
-        baseline=median(base_tps),
+    return floor_line(
+        rounds,
+        key,
+        name=name,
+        unit="req/s",
         baseline_name="(a)",
-        ratio=median(a / b for a, b in zip(tps, base_tps, strict=True)),
-        detail=f"{what}; p99 {p99:.1f} ms = {p99 / base_p99:.1f}x (a) p99",
+        goal=f"intake's goal {GOAL_TPS_SHARE:.2f} x (a)",
+        detail=what,
     )
