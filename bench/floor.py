@@ -4,9 +4,9 @@ Python with nothing of Arbiter's, Django's or DRF's in the path. For the benchma
 A WSGI application that answers the POSTs of bench/intake.lua the way baseline (a)
 writes its row: the JSON body parsed, one INSERT of it as jsonb into bench_intake (one
 transaction, as pgbench runs it), 201 with the new id. It checks nothing and keeps no
-case, step, audit event or outbox row: whatever intake reaches, no Python web
-service on this machine and server gets past this figure. Every gunicorn worker holds
-one psycopg connection to DATABASE_URL (the suite's database).
+case, step, audit event or outbox row, so no Python service deployed the same way
+(gunicorn, as many sync workers, this machine and server) can beat its figure. Every
+gunicorn worker holds one psycopg connection to DATABASE_URL (the suite's database).
 """
 
 from __future__ import annotations

@@ -62,8 +62,9 @@ INSERT_SCRIPT = (
 
 
 class Gunicorn:
-    """One gunicorn serving config.wsgi on a free loopback port (sync workers: one
-    request at a time per worker, the deployment the README describes)."""
+    """One gunicorn serving `app` (Arbiter's config.wsgi unless told otherwise) on a
+    free loopback port (sync workers: one request at a time per worker, the deployment
+    the README describes)."""
 
     def __init__(
         self,

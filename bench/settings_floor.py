@@ -18,7 +18,7 @@ from config.settings import *  # noqa: F403
 if os.environ.get("ARBITER_BENCHMARK_FLOOR") != "1":
     raise ImproperlyConfigured(
         "bench.settings_floor replaces case intake with a one-INSERT view and exists for the "
-        "benchmark only (bench/run.py sets ARBITER_BENCHMARK_FLOOR=1). Use config.settings."
+        "benchmark only (bench/intake.py sets ARBITER_BENCHMARK_FLOOR=1). Use config.settings."
     )
 
 ROOT_URLCONF = "bench.floor_urls"
