@@ -281,9 +281,7 @@ class CaseSubmitSerializer(StrictSerializer):
     workflow_version: Workflow | None = None
 
     def validate_workflow(self, value: str) -> str:
-        self.workflow_version = (
-            Workflow.objects.filter(slug=value, published=True).order_by("-version").first()
-        )
+        self.workflow_version = services.newest_published(value)
         if self.workflow_version is None:
             raise serializers.ValidationError(f"No published workflow {value!r}.")
         client = self.context.get("client")

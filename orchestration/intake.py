@@ -23,6 +23,7 @@ from audit.context import ActorLike
 from audit.models import AuditAction
 from audit.services import record
 from config.errors import ApplicationError, Conflict
+from config.sqlcache import first_row
 from orchestration.backoff import retry_delay
 from orchestration.definition import RetryPolicy
 from orchestration.models import (
@@ -103,7 +104,13 @@ def api_client_for_token(token: str) -> ApiClient | None:
     """The active client holding this token, or None. Compares hashes, never tokens."""
     if not token:
         return None
-    return ApiClient.objects.filter(token_hash=hash_token(token), active=True).first()
+    token_hash = hash_token(token)
+    # Read on every API request: its SQL is built once per token (hash).
+    return first_row(
+        ApiClient,
+        ("api client", token_hash),
+        lambda: ApiClient.objects.filter(token_hash=token_hash, active=True).order_by("pk"),
+    )
 
 
 # Idempotency ----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from audit.services import batch as audit_batch
 from audit.services import chain_started, record
 from config import tracing
 from config.errors import ApplicationError, Conflict, NotFound
+from config.sqlcache import first_row
 from orchestration import definition as wf_definition
 from orchestration.backoff import retry_delay
 from orchestration.definition import END_PREFIX, Definition, Step
@@ -145,8 +146,18 @@ def workflow_publish(*, workflow: Workflow, actor: ActorLike) -> Workflow:
     return workflow
 
 
+def newest_published(slug: str) -> Workflow | None:
+    """The newest published version of the workflow `slug`, or None (read on every
+    submission: its SQL is built once per slug)."""
+    return first_row(
+        Workflow,
+        ("published workflow", slug),
+        lambda: Workflow.objects.filter(slug=slug, published=True).order_by("-version"),
+    )
+
+
 def latest_published(slug: str) -> Workflow:
-    workflow = Workflow.objects.filter(slug=slug, published=True).order_by("-version").first()
+    workflow = newest_published(slug)
     if workflow is None:
         raise UnknownWorkflow(f"no published workflow {slug!r}", field="workflow")
     return workflow
@@ -158,14 +169,17 @@ def latest_published(slug: str) -> Workflow:
 def policy_for(workflow_slug: str, step_id: str) -> ThresholdPolicy | None:
     """The newest grid for this review step, else for its workflow, else None (the
     built-in default applies)."""
-    # One read: the step's own grids sort before the workflow's (step_id "").
-    return (
-        ThresholdPolicy.objects.filter(workflow_slug=workflow_slug, step_id__in=[step_id, ""])
-        .order_by(
+    # One read: the step's own grids sort before the workflow's (step_id ""). It runs
+    # at every review gate; its SQL is built once per (workflow, step).
+    return first_row(
+        ThresholdPolicy,
+        ("threshold policy", workflow_slug, step_id),
+        lambda: ThresholdPolicy.objects.filter(
+            workflow_slug=workflow_slug, step_id__in=[step_id, ""]
+        ).order_by(
             SqlCase(When(step_id=step_id, then=Value(0)), default=Value(1)),
             "-version",
-        )
-        .first()
+        ),
     )
 
 

@@ -127,6 +127,19 @@ def test_a_published_version_is_immutable_and_a_change_makes_a_new_version():
 
 
 @pytest.mark.django_db
+def test_each_submission_starts_on_the_version_published_newest_at_that_moment():
+    from audit.context import Actor
+    from orchestration import services
+
+    system = Actor.system("t")
+    services.workflow_load(document=three_tasks(), actor=system)
+    first = services.case_submit(workflow="three-tasks", payload={}, actor=system)
+    services.workflow_load(document=three_tasks() | {"title": "v2"}, actor=system)
+    second = services.case_submit(workflow="three-tasks", payload={}, actor=system)
+    assert (first.workflow.version, second.workflow.version) == (1, 2)
+
+
+@pytest.mark.django_db
 def test_the_admin_refuses_an_invalid_draft_naming_the_problem(admin_client):
     doc = three_tasks()
     doc["steps"][1]["handler"] = "test.teleport"

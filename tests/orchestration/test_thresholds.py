@@ -177,6 +177,10 @@ def test_the_gate_records_its_policy_version_cell_and_action(flow, run_all, adam
     )
     review.refresh_from_db()
     assert (review.gate["policy_version"], review.gate["action"]) == (1, "review")
+    # ...while the next case's gate reads the new one (the policy's SQL is kept; the
+    # row it reads is not).
+    _, later = _to_review(run_all, 0.85, "high")
+    assert (later.gate["policy_version"], later.gate["action"]) == (2, "block")
 
 
 @pytest.mark.django_db
