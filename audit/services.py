@@ -122,22 +122,6 @@ def _insert_if_head(events: Sequence[AuditEvent], key: int) -> bool:
     return True
 
 
-def _lock_and_read_head(chain: str) -> tuple[int, str]:
-    """PostgreSQL, one round trip: the chain's lock, then its head, read in a second
-    statement of the same message (so with a snapshot taken once the lock is held)."""
-    table = connection.ops.quote_name(AuditEvent._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s); "  # noqa: S608 (the model's own table name)
-            f"SELECT chain_seq, hash FROM {table} WHERE chain = %s "
-            "ORDER BY chain_seq DESC LIMIT 1",
-            [_lock_key(chain), chain],
-        )
-        cursor.nextset()
-        row = cursor.fetchone()
-    return (int(row[0]), row[1]) if row else (0, GENESIS_HASH)
-
-
 def _read_head(chain: str) -> tuple[int, str]:
     head = (
         AuditEvent.objects.filter(chain=chain)
@@ -231,24 +215,8 @@ def record(
     pending = _batch_pending()
     if pending is not None:
         pending.append(event)
-        return event
-    chain = event.chain
-    hint = _hint_get(chain) if connection.vendor == "postgresql" else None
-    if hint is not None:
-        _place([event], {chain: hint})
-        if _insert_if_head([event], _lock_key(chain)):
-            _hint_set(chain, event.chain_seq, event.hash)
-            return event
-        # A stale hint: the lock is held now, so the head read below is the real one.
-        seq, prev_hash = _read_head(chain)
-    elif connection.vendor == "postgresql":
-        seq, prev_hash = _lock_and_read_head(chain)
     else:
-        seq, prev_hash = _read_head(chain)
-    _place([event], {chain: (seq, prev_hash)})
-    event.save()
-    if connection.vendor == "postgresql":
-        _hint_set(chain, event.chain_seq, event.hash)
+        _append([event])
     return event
 
 
@@ -372,7 +340,10 @@ def batch() -> Iterator[None]:
 
 
 def _append(events: Sequence[AuditEvent]) -> None:
-    """Chain and write events built earlier, in order."""
+    """Chain and write events built earlier, in order. On PostgreSQL, events of one
+    chain whose head this process knows go in with one round trip (the lock and an
+    INSERT that checks the head); otherwise, or when the hint is stale, every chain's
+    lock and head are read in one round trip and the events written in a second."""
     if not events:
         return
     if connection.vendor != "postgresql":
