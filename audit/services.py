@@ -74,6 +74,33 @@ def chain_started(case_id: object) -> None:
     _hint_set(chain_for(str(case_id)), 0, GENESIS_HASH)
 
 
+def chain_head_seen(case_id: object, seq: int | None, head_hash: str | None) -> None:
+    """Tell the audit trail the head of a case's chain that a statement of this
+    transaction just read (`case_chain_head_sql`; None for an empty chain), so the next
+    event on it is written in one round trip. Only a hint (see `_HEAD_HINTS`): if
+    another writer got there first, the event takes the slow path."""
+    if seq is None or head_hash is None:
+        _hint_set(chain_for(str(case_id)), 0, GENESIS_HASH)
+    else:
+        _hint_set(chain_for(str(case_id)), int(seq), head_hash)
+
+
+def case_chain_head_sql(case_column: str) -> str:
+    """Two SQL select expressions, `audit_head_seq` and `audit_head_hash`: the head of
+    the chain of the case whose id is in `case_column` (quoted SQL naming a uuid
+    column), for a statement that reads or changes a case's row anyway to hand to
+    `chain_head_seen`. PostgreSQL; each is one probe of the (chain, chain_seq) index."""
+    table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    head = (
+        f"FROM {table} AS audit_head WHERE audit_head.chain = 'case:' || {case_column}::text "
+        "ORDER BY audit_head.chain_seq DESC LIMIT 1"
+    )
+    return (
+        f"(SELECT audit_head.chain_seq {head}) AS audit_head_seq, "
+        f"(SELECT audit_head.hash {head}) AS audit_head_hash"
+    )
+
+
 @functools.cache
 def _insert_sql(rows: int) -> tuple[str, tuple[models.Field[Any, Any], ...]]:
     fields = tuple(f for f in AuditEvent._meta.concrete_fields if not f.primary_key)

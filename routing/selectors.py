@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection
@@ -20,7 +21,7 @@ def workable_queues(reviewer: Any) -> QuerySet[Queue]:
 
 
 def claimable_items(
-    *, profile: ReviewerProfile, queues: list[Queue], checker: bool = False
+    *, profile: ReviewerProfile, queues: Sequence[Queue] | Sequence[int], checker: bool = False
 ) -> QuerySet[WorkItem]:
     """Items of these queues the reviewer may take, in claim order: effective priority
     (class with the aging boost, `rank_at`), then id.

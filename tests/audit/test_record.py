@@ -1,4 +1,5 @@
 import threading
+import uuid
 
 import pytest
 from django.db import connection, transaction
@@ -35,7 +36,6 @@ def test_the_hash_covers_the_event_and_the_previous_hash(alice):
 def test_values_are_hashed_as_they_read_back_from_the_database(alice):
     import datetime as dt
     import decimal
-    import uuid
 
     event = record(
         actor=alice,
@@ -182,6 +182,41 @@ def test_a_stale_head_hint_costs_the_slow_path_and_never_breaks_the_chain(alice)
     assert (fourth.chain_seq, fourth.prev_hash) == (4, third.hash)
     assert AuditEvent.objects.filter(case_id="C-10").count() == 4
     assert verify(case_id="C-10").ok
+
+
+@pytest.mark.postgres
+def test_a_head_read_by_another_statement_lets_the_next_event_go_in_at_once(
+    alice, django_assert_num_queries
+):
+    """`case_chain_head_sql` reads a case's head inside a statement that touches the
+    case anyway; `chain_head_seen` hands it over, and a stale one costs the slow path."""
+    case = uuid.uuid4()
+    for action in (AuditAction.CASE_SUBMITTED, AuditAction.STEP_STARTED):
+        record(actor=alice, action=action, case_id=case)
+    audit_services._HEAD_HINTS.clear()
+    with connection.cursor() as cursor:
+        # As a claim's UPDATE of a work item reads its case's head.
+        cursor.execute(
+            f"SELECT {audit_services.case_chain_head_sql('item.case_id')} "  # noqa: S608
+            "FROM (VALUES (%s::uuid)) AS item (case_id)",
+            [case],
+        )
+        seq, head = cursor.fetchone()
+    second = AuditEvent.objects.get(case_id=str(case), chain_seq=2)
+    assert (seq, head) == (2, second.hash)
+    audit_services.chain_head_seen(case, seq, head)
+    with django_assert_num_queries(1):
+        third = record(actor=alice, action=AuditAction.STEP_SUCCEEDED, case_id=case)
+    assert (third.chain_seq, third.prev_hash) == (3, second.hash)
+    audit_services.chain_head_seen(case, seq, head)  # stale now: the head is 3
+    with django_assert_num_queries(3):  # the failed guess, then the lock, head and INSERT
+        fourth = record(actor=alice, action=AuditAction.CASE_COMPLETED, case_id=case)
+    assert (fourth.chain_seq, fourth.prev_hash) == (4, third.hash)
+    audit_services.chain_head_seen("C-empty", None, None)  # a chain with no events yet
+    with django_assert_num_queries(1):
+        first = record(actor=alice, action=AuditAction.CASE_SUBMITTED, case_id="C-empty")
+    assert (first.chain_seq, first.prev_hash) == (1, GENESIS_HASH)
+    assert verify(case_id=str(case)).ok and verify(case_id="C-empty").ok
 
 
 @pytest.mark.postgres

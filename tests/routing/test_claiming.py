@@ -219,6 +219,38 @@ def test_queues_granted_through_a_group_or_as_superuser_count_from_the_next_clai
 
 
 @pytest.mark.postgres
+def test_a_claim_on_postgresql_is_one_read_one_update_and_one_audit_write(
+    flow, run_all, queues, alice, django_assert_num_queries
+):
+    """The profile, the load and the open queues come in one read; the claim's UPDATE
+    also reads the head of the case's audit chain, so the claim's event goes in with
+    one round trip even when this process has never written to that chain."""
+    from audit import services as audit_services
+    from audit.verification import verify
+
+    flow(with_wait_and_review())
+    profile(alice, ["invoices"], capacity=10)
+    queue_grant(queue=queues["invoices"], user=alice, actor=system)
+    Queue.objects.filter(pk=queues["invoices"].pk).update(wip_limit=5)
+    cases = [to_review(run_all) for _ in range(3)]
+    assert work_item_claim_next(reviewer=alice) is not None  # builds and keeps the SQL
+    audit_services._HEAD_HINTS.clear()  # as in a process that never saw these cases
+    with django_assert_num_queries(5) as captured:  # BEGIN, read, UPDATE, audit, COMMIT
+        item = work_item_claim_next(reviewer=alice)
+    assert item is not None and item.case_id == cases[1].pk
+    statements = [query["sql"] for query in captured.captured_queries]
+    assert "audit_head_hash" in statements[2]
+    assert "pg_advisory_xact_lock" in statements[3] and "INSERT" in statements[3]
+    event = AuditEvent.objects.get(action=AuditAction.ITEM_CLAIMED, object_id=str(item.pk))
+    assert event.prev_hash == (
+        AuditEvent.objects.filter(case_id=str(item.case_id), chain_seq=event.chain_seq - 1)
+        .values_list("hash", flat=True)
+        .get()
+    )
+    assert verify(case_id=str(item.case_id)).ok
+
+
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_sixteen_concurrent_reviewers_claim_a_thousand_items_exactly_once(django_user_model):
     from django.utils import timezone
@@ -262,6 +294,12 @@ def test_sixteen_concurrent_reviewers_claim_a_thousand_items_exactly_once(django
     assert len(set(claimed)) == 1000
     assert WorkItem.objects.filter(state=ItemState.CLAIMED).count() == 1000
     assert WorkItem.objects.filter(assignee__isnull=True).count() == 0
+    # Every claim's event went into the one case's chain: concurrent claimers read the
+    # same head, and all but one of them took the audit trail's slow path.
+    from audit.verification import verify
+
+    assert AuditEvent.objects.filter(action=AuditAction.ITEM_CLAIMED).count() == 1000
+    assert verify(case_id=str(case.pk)).ok
 
 
 def test_a_rule_whose_queue_does_not_take_the_item_is_passed_over(queues):
