@@ -279,35 +279,34 @@ def _claimant(reviewer: Any) -> tuple[ReviewerProfile | None, list[int]]:
     return profile, [row["pk"] for row in _open_queues(reviewer)]
 
 
-def _profile_and_held(reviewer: Any) -> QuerySet[ReviewerProfile]:
-    held_now = (
-        WorkItem.objects.filter(assignee=OuterRef("user_id"), state=ItemState.CLAIMED)
+def _claimed_count(field: str, outer: str) -> Coalesce:
+    """How many items are claimed now whose `field` is the outer row's `outer` (0 for
+    none), as a subquery of the outer query."""
+    counted = (
+        WorkItem.objects.filter(**{field: OuterRef(outer)}, state=ItemState.CLAIMED)
         .order_by()
-        .values("assignee")
+        .values(field)
         .annotate(n=Count("id"))
         .values("n")
     )
+    return Coalesce(Subquery(counted), 0)
+
+
+def _profile_and_held(reviewer: Any) -> QuerySet[ReviewerProfile]:
     return ReviewerProfile.objects.filter(user=reviewer).annotate(
-        held=Coalesce(Subquery(held_now), 0)
+        held=_claimed_count("assignee", "user_id")
     )
 
 
 def _open_queues(reviewer: Any) -> QuerySet[Queue, Any]:
     """Ids of the queues granted to the person that are below their WIP limit, if any:
     a queue at its limit hands out nothing until someone finishes."""
-    claimed_now = (
-        WorkItem.objects.filter(queue=OuterRef("pk"), state=ItemState.CLAIMED)
-        .order_by()
-        .values("queue")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
     return (
         selectors.workable_queues(reviewer)
         .filter(
             Q(wip_limit__isnull=True)
             | Q(wip_limit=0)
-            | Q(wip_limit__gt=Coalesce(Subquery(claimed_now), 0))
+            | Q(wip_limit__gt=_claimed_count("queue", "pk"))
         )
         .order_by("pk")
         .values("pk")
