@@ -32,6 +32,13 @@ def page():
             page = context.new_page()
             page.set_default_timeout(15_000)
             yield page
+            # While Playwright's loop runs on this thread, Django keeps its connections
+            # per context, not per thread: the test's ORM calls got a connection of
+            # their own, which nothing else closes (the test database could not be
+            # dropped at the end of the run: "accessed by other users").
+            from django.db import connections
+
+            connections.close_all()
             browser.close()
     finally:
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
