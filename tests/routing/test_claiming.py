@@ -161,6 +161,16 @@ def test_claiming_respects_queue_permission_skills_region_capacity_and_wip(
     assert work_item_claim_next(reviewer=alice) is None  # the apac item is not for her region
 
 
+def test_someone_without_a_reviewer_profile_claims_nothing(flow, run_all, queues, alice):
+    flow(with_wait_and_review())
+    queue_grant(queue=queues["invoices"], user=alice, actor=system)
+    to_review(run_all)
+    assert work_item_claim_next(reviewer=alice) is None
+    assert not WorkItem.objects.filter(state=ItemState.CLAIMED).exists()
+    profile(alice, ["invoices"])
+    assert work_item_claim_next(reviewer=alice) is not None
+
+
 def region_claimed(user) -> str | None:
     item = work_item_claim_next(reviewer=user)
     return item.region if item is not None else None
