@@ -91,6 +91,7 @@ def case_chain_head_sql(case_column: str) -> str:
     column), for a statement that reads or changes a case's row anyway to hand to
     `chain_head_seen`. PostgreSQL; each is one probe of the (chain, chain_seq) index."""
     table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    # The chain's name as `chain_for` spells it: a uuid's text is its str() on PostgreSQL.
     head = (
         f"FROM {table} AS audit_head WHERE audit_head.chain = 'case:' || {case_column}::text "
         "ORDER BY audit_head.chain_seq DESC LIMIT 1"
