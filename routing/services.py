@@ -14,7 +14,7 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -258,25 +258,47 @@ def _assign(item: WorkItem, user: Any, *, now: dt.datetime) -> None:
 def _claimant(reviewer: Any) -> tuple[ReviewerProfile | None, list[int]]:
     """The person's profile, annotated with how many items they hold (`held`), and the
     ids of the queues they may take from now: granted to them (django-guardian, read
-    fresh every time) and below their WIP limit, if any. On PostgreSQL one statement;
-    elsewhere two. Only the SQL is kept (config.sqlcache), per person, superuser or
-    not, and the queue's content type (a flushed test database can renumber those)."""
+    fresh every time) and below their WIP limit, if any. On PostgreSQL one statement,
+    plus one when a granted queue has a WIP limit; elsewhere two or three. Only the SQL
+    is kept (config.sqlcache), per person, superuser or not, and the queue's content
+    type (a flushed test database can renumber those)."""
     key = (reviewer.pk, reviewer.is_superuser, ContentType.objects.get_for_model(Queue).pk)
     if connection.vendor == "postgresql":
         from django.contrib.postgres.expressions import ArraySubquery
 
-        profile = first_row(
-            ReviewerProfile,
-            ("claimant", *key),
-            lambda: _profile_and_held(reviewer).annotate(
-                open_queues=ArraySubquery(_open_queues(reviewer))
-            ),
-        )
-        return profile, list(profile.open_queues) if profile else []  # type: ignore[attr-defined]
-    profile = first_row(ReviewerProfile, ("profile", *key), lambda: _profile_and_held(reviewer))
-    if profile is None:
-        return None, []
-    return profile, [row["pk"] for row in _open_queues(reviewer)]
+        def build() -> QuerySet[ReviewerProfile]:
+            granted = selectors.workable_queues(reviewer).order_by("pk")
+            return _profile_and_held(reviewer).annotate(
+                granted=ArraySubquery(granted.values("pk")),
+                limited=ArraySubquery(granted.filter(wip_limit__gt=0).values("pk")),
+            )
+
+        profile = first_row(ReviewerProfile, ("claimant", *key), build)
+        if profile is None:
+            return None, []
+        granted, limited = profile.granted, profile.limited  # type: ignore[attr-defined]
+    else:
+        profile = first_row(ReviewerProfile, ("profile", *key), lambda: _profile_and_held(reviewer))
+        if profile is None:
+            return None, []
+        queues = selectors.workable_queues(reviewer).order_by("pk").values_list("pk", "wip_limit")
+        granted = [pk for pk, _ in queues]
+        limited = [pk for pk, limit in queues if limit]
+    # A queue at its WIP limit hands out nothing until someone finishes. Counting is
+    # kept out of the read above: its estimated cost, which grows with the table, once
+    # pushed that statement past PostgreSQL's JIT threshold (25 ms of compiling a claim).
+    full = set(_full_queues(limited)) if limited else set()
+    return profile, [pk for pk in granted if pk not in full]
+
+
+def _full_queues(queue_ids: Sequence[int]) -> list[int]:
+    """Those of these queues whose claimed items have reached their WIP limit."""
+    return list(
+        Queue.objects.filter(pk__in=list(queue_ids), wip_limit__gt=0)
+        .annotate(claimed=_claimed_count("queue", "pk"))
+        .filter(claimed__gte=F("wip_limit"))
+        .values_list("pk", flat=True)
+    )
 
 
 def _claimed_count(field: str, outer: str) -> Coalesce:
@@ -295,21 +317,6 @@ def _claimed_count(field: str, outer: str) -> Coalesce:
 def _profile_and_held(reviewer: Any) -> QuerySet[ReviewerProfile]:
     return ReviewerProfile.objects.filter(user=reviewer).annotate(
         held=_claimed_count("assignee", "user_id")
-    )
-
-
-def _open_queues(reviewer: Any) -> QuerySet[Queue, Any]:
-    """Ids of the queues granted to the person that are below their WIP limit, if any:
-    a queue at its limit hands out nothing until someone finishes."""
-    return (
-        selectors.workable_queues(reviewer)
-        .filter(
-            Q(wip_limit__isnull=True)
-            | Q(wip_limit=0)
-            | Q(wip_limit__gt=_claimed_count("queue", "pk"))
-        )
-        .order_by("pk")
-        .values("pk")
     )
 
 

@@ -241,8 +241,7 @@ def test_a_claim_on_postgresql_is_one_read_one_update_and_one_audit_write(
     flow(with_wait_and_review())
     profile(alice, ["invoices"], capacity=10)
     queue_grant(queue=queues["invoices"], user=alice, actor=system)
-    Queue.objects.filter(pk=queues["invoices"].pk).update(wip_limit=5)
-    cases = [to_review(run_all) for _ in range(3)]
+    cases = [to_review(run_all) for _ in range(4)]
     assert work_item_claim_next(reviewer=alice) is not None  # builds and keeps the SQL
     audit_services._HEAD_HINTS.clear()  # as in a process that never saw these cases
     with django_assert_num_queries(5) as captured:  # BEGIN, read, UPDATE, audit, COMMIT
@@ -258,6 +257,10 @@ def test_a_claim_on_postgresql_is_one_read_one_update_and_one_audit_write(
         .get()
     )
     assert verify(case_id=str(item.case_id)).ok
+    # A queue with a WIP limit costs one more read, its claimed items counted.
+    Queue.objects.filter(pk=queues["invoices"].pk).update(wip_limit=5)
+    with django_assert_num_queries(6):
+        assert work_item_claim_next(reviewer=alice) is not None
 
 
 @pytest.mark.postgres
