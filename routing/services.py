@@ -383,7 +383,7 @@ def work_item_claim_next(*, reviewer: Any, kinds: Sequence[str] | None = None) -
 # half of a claim's Python. The read of the profile, load and queues (`_claimant`) is
 # kept per person the same way (a claim went from 10 to 3.4 ms of CPU). On PostgreSQL a
 # claim is five round trips: BEGIN, that read, the UPDATE (which also reads the head of
-# the case's audit chain), the audit INSERT, COMMIT.
+# the case's audit chain), the audit INSERT, COMMIT; six when a queue has a WIP limit.
 
 
 def _claim_sql(
