@@ -80,7 +80,7 @@ def chain_head_seen(case_id: object, seq: int | None, head_hash: str | None) -> 
     event on it is written in one round trip. Only a hint (see `_HEAD_HINTS`): if
     another writer got there first, the event takes the slow path."""
     if seq is None or head_hash is None:
-        _hint_set(chain_for(str(case_id)), 0, GENESIS_HASH)
+        chain_started(case_id)
     else:
         _hint_set(chain_for(str(case_id)), int(seq), head_hash)
 

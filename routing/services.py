@@ -255,13 +255,12 @@ def _assign(item: WorkItem, user: Any, *, now: dt.datetime) -> None:
     item.save(update_fields=["state", "assignee", "claimed_at", "last_activity_at", "updated_at"])
 
 
-def _claimant(reviewer: Any) -> tuple[ReviewerProfile | None, list[int]]:
-    """The person's profile, annotated with how many items they hold (`held`), and the
-    ids of the queues they may take from now: granted to them (django-guardian, read
-    fresh every time) and below their WIP limit, if any. On PostgreSQL one statement,
-    plus one when a granted queue has a WIP limit; elsewhere two or three. Only the SQL
-    is kept (config.sqlcache), per person, superuser or not, and the queue's content
-    type (a flushed test database can renumber those)."""
+def _claimant(reviewer: Any) -> tuple[ReviewerProfile | None, list[int], list[int]]:
+    """The person's profile, annotated with how many items they hold (`held`), the ids
+    of the queues granted to them (django-guardian, read fresh every time), and of
+    those among them with a WIP limit. On PostgreSQL one statement; elsewhere two. Only
+    the SQL is kept (config.sqlcache), per person, superuser or not, and the queue's
+    content type (a flushed test database can renumber those)."""
     key = (reviewer.pk, reviewer.is_superuser, ContentType.objects.get_for_model(Queue).pk)
     if connection.vendor == "postgresql":
         from django.contrib.postgres.expressions import ArraySubquery
@@ -275,20 +274,14 @@ def _claimant(reviewer: Any) -> tuple[ReviewerProfile | None, list[int]]:
 
         profile = first_row(ReviewerProfile, ("claimant", *key), build)
         if profile is None:
-            return None, []
-        granted, limited = profile.granted, profile.limited  # type: ignore[attr-defined]
+            return None, [], []
+        return profile, profile.granted, profile.limited  # type: ignore[attr-defined]
     else:
         profile = first_row(ReviewerProfile, ("profile", *key), lambda: _profile_and_held(reviewer))
         if profile is None:
-            return None, []
+            return None, [], []
         queues = selectors.workable_queues(reviewer).order_by("pk").values_list("pk", "wip_limit")
-        granted = [pk for pk, _ in queues]
-        limited = [pk for pk, limit in queues if limit]
-    # A queue at its WIP limit hands out nothing until someone finishes. Counting is
-    # kept out of the read above: its estimated cost, which grows with the table, once
-    # pushed that statement past PostgreSQL's JIT threshold (25 ms of compiling a claim).
-    full = set(_full_queues(limited)) if limited else set()
-    return profile, [pk for pk in granted if pk not in full]
+        return profile, [pk for pk, _ in queues], [pk for pk, limit in queues if limit]
 
 
 def _full_queues(queue_ids: Sequence[int]) -> list[int]:
@@ -333,11 +326,17 @@ def work_item_claim_next(*, reviewer: Any, kinds: Sequence[str] | None = None) -
     claims there.
     """
     now = timezone.now()
-    profile, queue_ids = _claimant(reviewer)
+    profile, queue_ids, limited = _claimant(reviewer)
     if profile is None or not profile.available(now):
         return None
     if profile.held >= profile.capacity:  # type: ignore[attr-defined]  # annotated
         return None
+    if limited:
+        # A queue at its WIP limit hands out nothing until someone finishes. Counting
+        # is kept out of the read above: its estimated cost, which grows with the
+        # table, once pushed that read past PostgreSQL's JIT threshold (25 ms a claim).
+        full = set(_full_queues(limited))
+        queue_ids = [pk for pk in queue_ids if pk not in full]
     if not queue_ids:
         return None
     from accounts.roles import Role, roles_of
