@@ -11,7 +11,7 @@ Each run puts routing_workitem back to the state it had after seeding (rows the 
 run added deleted, rows it changed restored), sets or resets the table's autovacuum
 options, rewrites and vacuums it, and resets its statistics counters; then pgbench
 churns it at a fixed rate for the given time: claim the next waiting item, complete
-it, enqueue a new one like it (bench/vacuum_churn.sql), as reviewers and intake do.
+it, enqueue a new one like it (`CHURN_SCRIPT`), as reviewers and intake do.
 Every 30 s it samples the table's live and dead rows, autovacuum and autoanalyze
 counts and sizes, and before and after the churn it times the dashboard's statements
 on work items (captured from the page, run raw, median of 7) with their heap fetches:
@@ -29,6 +29,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,9 +38,26 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from bench.claims import FEED
 from bench.common import PGBENCH, UsageError, pg_client
 
-SCRIPT = Path(__file__).resolve().parent / "vacuum_churn.sql"
+# One turn: claim the next waiting item for :rid, complete it, and enqueue a new one
+# like it with the churn's own FEED (three transactions, as reviewers and intake do).
+_CLAIM_AND_COMPLETE = """
+BEGIN;
+UPDATE routing_workitem
+   SET state = 'claimed', assignee_id = :rid, claimed_at = now(), last_activity_at = now(),
+       updated_at = now()
+ WHERE id = (SELECT id FROM routing_workitem WHERE state IN ('queued', 'awaiting_checker')
+              ORDER BY rank_at, id FOR UPDATE SKIP LOCKED LIMIT 1)
+RETURNING id AS claimed \\gset
+COMMIT;
+UPDATE routing_workitem
+   SET state = 'done', decided_at = now(), last_activity_at = now(), updated_at = now()
+ WHERE id = :claimed;
+"""
+_FEED_ONE = FEED.strip().replace("%s::bigint[]", "ARRAY[:claimed]::bigint[]")
+CHURN_SCRIPT = f"{_CLAIM_AND_COMPLETE}{_FEED_ONE};\n"
 MANAGER = "bench-vacuum-manager"
 OPTIONS = {
     "autovacuum_vacuum_scale_factor": 0.02,
@@ -198,14 +216,17 @@ def main(argv: list[str] | None = None) -> int:
         sampler.start()
         conn_args, env = pg_client(parts, parts.path.lstrip("/"))
         try:
-            done = subprocess.run(  # noqa: S603 (our own command line)
-                [
-                    PGBENCH, "-n", "-f", str(SCRIPT), "-D", f"rid={manager}", "-c", "8",
-                    "-j", "2", "-T", str(args.seconds), "-R", str(args.rate), "-P", "60",
-                    "-r", *conn_args,
-                ],
-                env=env, capture_output=True, text=True, check=False,
-            )  # fmt: skip
+            with tempfile.TemporaryDirectory(prefix="bench-vacuum-") as tmp:
+                script = Path(tmp) / "churn.sql"
+                script.write_text(CHURN_SCRIPT)
+                done = subprocess.run(  # noqa: S603 (our own command line)
+                    [
+                        PGBENCH, "-n", "-f", str(script), "-D", f"rid={manager}", "-c", "8",
+                        "-j", "2", "-T", str(args.seconds), "-R", str(args.rate), "-P", "60",
+                        "-r", *conn_args,
+                    ],
+                    env=env, capture_output=True, text=True, check=False,
+                )  # fmt: skip
         finally:
             stop.set()
             sampler.join()
