@@ -22,6 +22,7 @@ the visibility map does not vouch for. One JSON document goes to standard output
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -40,6 +41,7 @@ import psycopg
 
 from bench.claims import FEED
 from bench.common import PGBENCH, UsageError, pg_client
+from config.autovacuum import reset_statements, set_statements
 
 # One turn: claim the next waiting item for :rid, complete it, and enqueue a new one
 # like it with the churn's own FEED (three transactions, as reviewers and intake do).
@@ -59,13 +61,10 @@ UPDATE routing_workitem
 _FEED_ONE = FEED.strip().replace("%s::bigint[]", "ARRAY[:claimed]::bigint[]")
 CHURN_SCRIPT = f"{_CLAIM_AND_COMPLETE}{_FEED_ONE};\n"
 MANAGER = "bench-vacuum-manager"
-OPTIONS = {
-    "autovacuum_vacuum_scale_factor": 0.02,
-    "autovacuum_vacuum_threshold": 1000,
-    "autovacuum_vacuum_insert_scale_factor": 0.05,
-    "autovacuum_analyze_scale_factor": 0.02,
-    "autovacuum_analyze_threshold": 1000,
-}
+# What the migration sets on routing_workitem, read from the migration itself.
+OPTIONS: dict[str, float | int] = importlib.import_module(
+    "routing.migrations.0009_hot_table_autovacuum"
+).HOT_TABLE
 SNAPSHOT = [
     "CREATE TABLE bench_vacuum_start AS SELECT max(id) AS max_id FROM routing_workitem",
     """CREATE TABLE bench_vacuum_open AS
@@ -103,6 +102,9 @@ def _seed(url: str, items: int) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('bench_vacuum_start')").fetchone() != (None,):
+            raise UsageError("this database is seeded already: run --mode, or use a new one")
     call_command("bench_seed", items=items, open=0.05, queues=10, batch=100_000)
     with psycopg.connect(url, autocommit=True) as conn:
         for statement in SNAPSHOT:  # what each run restores, and the mark of a scratch db
@@ -163,11 +165,9 @@ def _prepare(conn: psycopg.Connection[Any], mode: str) -> None:
     conn.execute("CREATE EXTENSION IF NOT EXISTS pg_visibility")
     for statement in RESTORE:
         conn.execute(statement)
-    if mode == "hot":
-        options = ", ".join(f"{name} = {value}" for name, value in OPTIONS.items())
-        conn.execute(f"ALTER TABLE routing_workitem SET ({options})")
-    else:
-        conn.execute(f"ALTER TABLE routing_workitem RESET ({', '.join(OPTIONS)})")
+    statements = set_statements if mode == "hot" else reset_statements
+    for statement in statements({"routing_workitem": OPTIONS}):
+        conn.execute(statement)
     conn.execute("VACUUM (FULL) routing_workitem")
     conn.execute("VACUUM (ANALYZE) routing_workitem")  # the visibility map, set
     conn.execute("SELECT pg_stat_reset_single_table_counters('routing_workitem'::regclass)")
@@ -206,11 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         def sample() -> None:
             with psycopg.connect(url, autocommit=True) as own:
                 started = time.monotonic()
-                while True:
+                stopped = False
+                while True:  # every 30 s, and once more when the churn ends
                     row = own.execute(SAMPLE).fetchone() or ()
                     samples.append([round(time.monotonic() - started), *map(int, row)])
-                    if stop.wait(30):
+                    if stopped:
                         return
+                    stopped = stop.wait(30)
 
         sampler = threading.Thread(target=sample)
         sampler.start()
