@@ -22,7 +22,6 @@ the visibility map does not vouch for. One JSON document goes to standard output
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import re
@@ -41,7 +40,7 @@ import psycopg
 
 from bench.claims import FEED
 from bench.common import PGBENCH, UsageError, pg_client
-from config.autovacuum import reset_statements, set_statements
+from config.autovacuum import HOT_TABLE_V1, reset_statements, set_statements
 
 # One turn: claim the next waiting item for :rid, complete it, and enqueue a new one
 # like it with the churn's own FEED (three transactions, as reviewers and intake do).
@@ -61,10 +60,6 @@ UPDATE routing_workitem
 _FEED_ONE = FEED.strip().replace("%s::bigint[]", "ARRAY[:claimed]::bigint[]")
 CHURN_SCRIPT = f"{_CLAIM_AND_COMPLETE}{_FEED_ONE};\n"
 MANAGER = "bench-vacuum-manager"
-# What the migration sets on routing_workitem, read from the migration itself.
-OPTIONS: dict[str, float | int] = importlib.import_module(
-    "routing.migrations.0009_hot_table_autovacuum"
-).HOT_TABLE
 SNAPSHOT = [
     "CREATE TABLE bench_vacuum_start AS SELECT max(id) AS max_id FROM routing_workitem",
     """CREATE TABLE bench_vacuum_open AS
@@ -165,8 +160,8 @@ def _prepare(conn: psycopg.Connection[Any], mode: str) -> None:
     conn.execute("CREATE EXTENSION IF NOT EXISTS pg_visibility")
     for statement in RESTORE:
         conn.execute(statement)
-    statements = set_statements if mode == "hot" else reset_statements
-    for statement in statements({"routing_workitem": OPTIONS}):
+    build = set_statements if mode == "hot" else reset_statements
+    for statement in build({"routing_workitem": HOT_TABLE_V1}):
         conn.execute(statement)
     conn.execute("VACUUM (FULL) routing_workitem")
     conn.execute("VACUUM (ANALYZE) routing_workitem")  # the visibility map, set

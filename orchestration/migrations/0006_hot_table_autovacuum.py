@@ -4,15 +4,7 @@
 
 from django.db import migrations
 
-from config.autovacuum import autovacuum_operation
-
-HOT_TABLE = {
-    "autovacuum_vacuum_scale_factor": 0.02,
-    "autovacuum_vacuum_threshold": 1000,
-    "autovacuum_vacuum_insert_scale_factor": 0.05,
-    "autovacuum_analyze_scale_factor": 0.02,
-    "autovacuum_analyze_threshold": 1000,
-}
+from config.autovacuum import HOT_TABLE_V1, autovacuum_operation
 
 
 class Migration(migrations.Migration):
@@ -21,10 +13,10 @@ class Migration(migrations.Migration):
     operations = [
         autovacuum_operation(
             {
-                "orchestration_case": HOT_TABLE,
-                "orchestration_steprun": HOT_TABLE,
-                "orchestration_outboxevent": HOT_TABLE,
-                "orchestration_idempotencyrecord": HOT_TABLE,
+                "orchestration_case": HOT_TABLE_V1,
+                "orchestration_steprun": HOT_TABLE_V1,
+                "orchestration_outboxevent": HOT_TABLE_V1,
+                "orchestration_idempotencyrecord": HOT_TABLE_V1,
             }
         )
     ]

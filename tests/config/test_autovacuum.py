@@ -10,7 +10,6 @@ from config.autovacuum import (
     autovacuum_operation,
     reset_statements,
     set_statements,
-    table_options,
 )
 
 HOT_TABLES = [
@@ -27,6 +26,17 @@ EXPECTED = {
     "autovacuum_analyze_scale_factor": "0.02",
     "autovacuum_analyze_threshold": "1000",
 }
+
+
+def table_options(connection, table):
+    """The storage parameters set on a table (PostgreSQL's pg_class.reloptions)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = to_regclass(%s)",
+            [table],
+        )
+        row = cursor.fetchone()
+    return dict(option.split("=", 1) for option in row[0]) if row else {}
 
 
 @pytest.mark.postgres
