@@ -276,12 +276,11 @@ def _claimant(reviewer: Any) -> tuple[ReviewerProfile | None, list[int], list[in
         if profile is None:
             return None, [], []
         return profile, profile.granted, profile.limited  # type: ignore[attr-defined]
-    else:
-        profile = first_row(ReviewerProfile, ("profile", *key), lambda: _profile_and_held(reviewer))
-        if profile is None:
-            return None, [], []
-        queues = selectors.workable_queues(reviewer).order_by("pk").values_list("pk", "wip_limit")
-        return profile, [pk for pk, _ in queues], [pk for pk, limit in queues if limit]
+    profile = first_row(ReviewerProfile, ("profile", *key), lambda: _profile_and_held(reviewer))
+    if profile is None:
+        return None, [], []
+    queues = list(selectors.workable_queues(reviewer).order_by("pk").values_list("pk", "wip_limit"))
+    return profile, [pk for pk, _ in queues], [pk for pk, limit in queues if limit]
 
 
 def _full_queues(queue_ids: Sequence[int]) -> list[int]:
