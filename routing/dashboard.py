@@ -2,9 +2,9 @@
 last day, and one queue's open items.
 
 Every figure is computed in SQL, so the page costs the same few queries whether there
-are two queues or two hundred: the window scan (`window_scan`: the open items and
-those decided in the last 24 hours counted per queue, and the queues with their
-oldest open item and their open items per hour of entry) and the median queue
+are two queues or two hundred: the window scan (`window_scan`: the items decided in
+the last 24 hours counted per queue, and the queues with their open items counted,
+their oldest open item and their open items per hour of entry) and the median queue
 times. Each reads partial indexes, not the whole table: open items through
 `workitem_open_by_queue`, which covers every column the page reads of them, recent
 decisions through `workitem_decided` and each queue's recent claims through

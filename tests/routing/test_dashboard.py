@@ -220,6 +220,25 @@ def test_bucket_edges_come_from_settings(settings, known, now):
     ]
 
 
+def test_many_age_buckets_fit_in_the_open_counts(settings, known, now):
+    """Each bucket is one more count in the queue's counts column: a hundred edges (107
+    counts, more than the 100 arguments a PostgreSQL function takes) still count every
+    open item once."""
+    settings.ARBITER_DASHBOARD_AGE_BUCKETS = tuple(range(1, 101))
+    row = figures_of(now)["invoices"]
+    assert len(row.buckets) == 101
+    assert sum(row.bucket_counts) == row.backlog == 7
+    # Ages 30 min, 2 h twice, 3 h, 5 h, 10 h and 30 h.
+    assert {b.label: n for b, n in row.buckets if n} == {
+        "< 1 h": 1,
+        f"2{DASH}3 h": 2,
+        f"3{DASH}4 h": 1,
+        f"5{DASH}6 h": 1,
+        f"10{DASH}11 h": 1,
+        f"30{DASH}31 h": 1,
+    }
+
+
 def test_the_backlog_line_has_an_hourly_point_for_the_last_day(add, invoices, now):
     add(
         invoices,
