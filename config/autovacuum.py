@@ -12,12 +12,11 @@ plans with statistics up to a tenth out of date.
 Migrations set these options on their app's tables with `autovacuum_operation` and a
 versioned set of values (`HOT_TABLE_V1`). A version is never edited: a change is a new
 version and a new migration, so old and new databases cannot silently differ. The hot
-tables are vacuumed
-once 2 % of their rows (plus 1,000) are dead, where the default is 20 % (plus 50);
-analyzed once 2 % (plus 1,000) changed, where it is 10 %; and vacuumed after 5 % new
-rows, where it is 20 %, so that the visibility map keeps up with intake. Other databases have
-nothing to set; on PostgreSQL the server's own `autovacuum` switch still decides
-whether any of it runs (docs/scaling.md).
+tables are vacuumed once 2 % of their rows (plus 1,000) are dead, where the default is
+20 % (plus 50); analyzed once 2 % (plus 1,000) changed, where it is 10 %; and vacuumed
+after 5 % new rows, where it is 20 %, so that the visibility map keeps up with intake.
+Other databases have nothing to set; on PostgreSQL the server's own `autovacuum`
+switch still decides whether any of it runs (docs/scaling.md).
 """
 
 from __future__ import annotations

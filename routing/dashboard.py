@@ -376,14 +376,15 @@ class WindowScan:
     queues: list[Queue]
     open_names: tuple[str, ...]
 
-    def open_counts(self, queue: Queue) -> dict[str, int]:
+    def open_figures(self, queue: Queue) -> dict[str, int]:
+        """The queue's `open_counts` column by name."""
         counts = _count_list(getattr(queue, "open_counts", None))
         return dict(zip(self.open_names, counts or [0] * len(self.open_names), strict=True))
 
     def per_queue(self) -> dict[int, dict[str, int]]:
         sums: dict[int, dict[str, int]] = {}
         for queue in self.queues:
-            counts = self.open_counts(queue)
+            counts = self.open_figures(queue)
             del counts["entered_by_start"]  # a figure of the backlog line, not of a queue
             sums[queue.pk] = defaultdict(int, counts, backlog=counts["items"])
         for row in self.rows:
@@ -399,7 +400,7 @@ class WindowScan:
         for row in self.rows:
             for k in range(row["entered"], min(row["left"], last)):
                 counts[k] += row["items"]
-        running = sum(self.open_counts(queue)["entered_by_start"] for queue in self.queues)
+        running = sum(self.open_figures(queue)["entered_by_start"] for queue in self.queues)
         counts[0] += running
         for k in range(1, last):
             running += sum(getattr(queue, f"entered_{k}") or 0 for queue in self.queues)
