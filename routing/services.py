@@ -30,7 +30,7 @@ from audit.services import (
     record_many,
 )
 from config.errors import ApplicationError, Conflict
-from config.sqlcache import cached_sql, first_row
+from config.sqlcache import cached_sql, first_row, raw_rows
 from routing import selectors
 from routing.calendar import business_add
 from routing.instrumentation import timed_claim
@@ -39,7 +39,6 @@ from routing.models import (
     ItemState,
     Queue,
     ReviewerProfile,
-    RoutingRule,
     SLAPolicy,
     Strategy,
     WorkItem,
@@ -75,22 +74,44 @@ def queue_for(
     item's, its priority among the queue's classes (empty lists take anything).
     """
     if hint:
-        hinted = Queue.objects.filter(name=hint).first()
+        hinted = first_row(Queue, ("queue-named", hint), lambda: Queue.objects.filter(name=hint))
         if hinted is not None:
             return hinted, True
-    for rule in RoutingRule.objects.filter(active=True).select_related("queue"):
-        if rule.kind and rule.kind != kind:
+    for queue in _rule_queues():
+        rule = vars(queue)  # the rule's conditions came with its queue, as annotations
+        if rule["rule_kind"] and rule["rule_kind"] != kind:
             continue
-        if rule.region and rule.region != region:
+        if rule["rule_region"] and rule["rule_region"] != region:
             continue
-        if rule.skill and rule.skill not in skills:
+        if rule["rule_skill"] and rule["rule_skill"] not in skills:
             continue
-        if rule.workflow_slug and rule.workflow_slug != workflow_slug:
+        if rule["rule_workflow_slug"] and rule["rule_workflow_slug"] != workflow_slug:
             continue
-        if not queue_takes(rule.queue, region=region, skills=skills, priority=priority):
+        if not queue_takes(queue, region=region, skills=skills, priority=priority):
             continue
-        return rule.queue, True
+        return queue, True
     return _fallback_queue(), False
+
+
+def _rule_queues() -> list[Queue]:
+    """The queue of each active routing rule, in the rules' order, carrying the rule's
+    conditions as `rule_kind`, `rule_region`, `rule_skill` and `rule_workflow_slug`.
+    Read afresh on every call (an admin's edit counts at once); only the SQL is kept
+    (intake routes every case, and building this join cost more than running it)."""
+    return raw_rows(
+        Queue,
+        ("routing-rule-queues",),
+        lambda: (
+            Queue.objects.filter(rules__active=True)
+            .annotate(
+                rule_kind=F("rules__kind"),
+                rule_region=F("rules__region"),
+                rule_skill=F("rules__skill"),
+                rule_workflow_slug=F("rules__workflow_slug"),
+            )
+            .order_by("rules__order", "rules__id")
+        ),
+    )
 
 
 def queue_takes(queue: Queue, *, region: str, skills: list[str], priority: int) -> bool:
