@@ -12,6 +12,9 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import math
+import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -284,13 +287,67 @@ def outbox_publish_many(
     return rows
 
 
+# A relay run publishes every event committed before it starts, so a process asks for
+# one at most once per window, plus one run at the window's end for the commits made
+# inside it; under load that is a few messages a second per process instead of one a
+# transaction. An event waits at most the window longer than it would for a run of its
+# own. Beat's sweep (every 10 s) still sends what a lost message, or a worker whose
+# clock runs ahead of this machine's, left behind.
+RELAY_NUDGE_WINDOW = 0.5
+
+
+class RelayNudges:
+    """When this process last asked the broker for a relay run, and the latest start of
+    a run it asked for with a countdown."""
+
+    def __init__(self, window: float = RELAY_NUDGE_WINDOW) -> None:
+        self.window = window
+        self.sent_at = -math.inf
+        self.pending_until = -math.inf
+        self._lock = threading.Lock()
+
+    def countdown(self, now: float) -> float | None:
+        """The countdown for a nudge after a commit at `now` (monotonic seconds): 0 to
+        send it at once, more to send it for the window's end, or None when a run this
+        process asked for starts after `now` and will see the commit."""
+        with self._lock:
+            if self.pending_until > now:
+                return None
+            if now - self.sent_at >= self.window:
+                return 0.0
+            return self.sent_at + self.window - now
+
+    def sent(self, now: float, countdown: float) -> None:
+        """Note a nudge the broker took at `now` with `countdown`."""
+        with self._lock:
+            if countdown:
+                self.pending_until = max(self.pending_until, now + countdown)
+            else:
+                self.sent_at = now
+
+
+_relay_nudges = RelayNudges()
+
+
 def _nudge_relay() -> None:
     from orchestration.tasks import relay_outbox
 
+    now = time.monotonic()
+    # An eager app runs the relay inline, so no run it asked for is ever still to come.
+    eager = relay_outbox.app.conf.task_always_eager
+    countdown = 0.0 if eager else _relay_nudges.countdown(now)
+    if countdown is None:
+        return
     try:
-        relay_outbox.delay()
+        if countdown:
+            relay_outbox.apply_async(countdown=countdown)
+        else:
+            relay_outbox.delay()
     except Exception:  # the broker is down: beat's sweep sends the events later
         logger.warning("outbox relay not reachable; events stay queued", exc_info=True)
+        return
+    if not eager:
+        _relay_nudges.sent(now, countdown)
 
 
 # Enqueueing ------------------------------------------------------------------------

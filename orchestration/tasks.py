@@ -50,8 +50,13 @@ def purge_idempotency_keys() -> int:
 
 @shared_task(name="orchestration.relay_outbox")
 def relay_outbox() -> int:
-    """After each commit that wrote events, and from beat: publish the outbox."""
+    """After commits that wrote events (at most a few nudges a second per process), and
+    from beat: publish the outbox. A full batch asks for the next run at once, so a
+    backlog drains without waiting for more nudges."""
+    from orchestration.outbox import RELAY_BATCH
     from orchestration.outbox import relay_outbox as relay
 
-    published, _ = relay()
+    published, failed = relay()
+    if published and published + failed >= RELAY_BATCH:
+        relay_outbox.delay()
     return published

@@ -2,15 +2,17 @@
 file broker in the embedded one."""
 
 import datetime as dt
+import time
 import uuid
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 from kombu import Queue
 
 from audit.context import Actor
 from config.celery import app as celery_app
-from orchestration import services
+from orchestration import services, tasks
 from orchestration.models import OutboxEvent
 from orchestration.outbox import EVENTS_EXCHANGE, event_consume_once, relay_outbox
 from tests.orchestration.conftest import three_tasks
@@ -153,3 +155,85 @@ def test_a_transaction_nudges_the_relay_once_however_many_events_it_writes(
         services.case_cancel(case=case, actor=Actor.system("t"))  # more events, same block
     assert OutboxEvent.objects.filter(case=case).count() >= 2
     assert [c for c in callbacks if c is services._nudge_relay] == [services._nudge_relay]
+
+
+def test_a_process_asks_for_a_relay_run_now_then_once_for_the_rest_of_the_window():
+    # Times and window that binary floating point holds exactly.
+    nudges = services.RelayNudges(window=0.25)
+    assert nudges.countdown(10.0) == 0.0  # nothing asked yet: a run now
+    nudges.sent(10.0, 0.0)
+    # Inside the window: one run at its end, for this commit and the ones after it.
+    assert nudges.countdown(10.125) == 0.125
+    nudges.sent(10.125, 0.125)
+    assert nudges.countdown(10.125) is None
+    assert nudges.countdown(10.2) is None
+    # That run may have started by now, so a commit now needs a run of its own, at once.
+    assert nudges.countdown(10.25) == 0.0
+    # A nudge the broker refused is not noted: the next commit asks again.
+    assert nudges.countdown(10.375) == 0.0
+    nudges.sent(10.375, 0.0)
+    assert nudges.countdown(10.5) == 0.125
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_commits_sends_two_relay_messages_and_every_event_goes_out(
+    monkeypatch,
+):
+    """Against the configured broker (RabbitMQ in CI's real pass, the file broker in
+    the embedded one): ten transactions inside one window ask for two relay runs, one
+    at once and one at the window's end, and those runs publish all ten events."""
+    from celery.signals import before_task_publish
+
+    monkeypatch.setattr(services, "_relay_nudges", services.RelayNudges(window=60.0))
+    sent: list[dict] = []
+
+    def note(sender=None, headers=None, **kwargs):
+        if sender == "orchestration.relay_outbox":
+            sent.append(headers)
+
+    before_task_publish.connect(note)
+    celery_app.conf.task_always_eager = False
+    try:
+        for n in range(10):
+            with transaction.atomic():  # a commit each: this test runs outside one
+                services.outbox_publish(topic="test.burst", case=None, payload={"n": n})
+    finally:
+        celery_app.conf.task_always_eager = True
+        before_task_publish.disconnect(note)
+    assert [h["eta"] is None for h in sent] == [True, False], sent
+    assert 59 < (dt.datetime.fromisoformat(sent[1]["eta"]) - timezone.now()).total_seconds() <= 60
+    # Take the two messages off the app's queue and run them as a worker would.
+    ids = {h["id"] for h in sent}
+    queue = celery_app.amqp.queues[celery_app.conf.task_default_queue]
+    with celery_app.connection_for_write() as conn:
+        bound = queue(conn.default_channel)
+        taken: list[str] = []
+        for _ in range(100):
+            message = bound.get(no_ack=False)
+            if message is None:
+                if len(taken) == len(ids):
+                    break
+                time.sleep(0.05)
+                continue
+            if message.headers.get("id") in ids:
+                message.ack()
+                taken.append(message.headers["id"])
+            else:
+                message.requeue()
+    assert sorted(taken) == sorted(ids)
+    for _ in taken:
+        tasks.relay_outbox()
+    assert not OutboxEvent.objects.filter(topic="test.burst", published_at__isnull=True).exists()
+    assert OutboxEvent.objects.filter(topic="test.burst").count() == 10
+
+
+def test_a_relay_run_that_fills_its_batch_asks_for_the_next_one():
+    from orchestration.outbox import RELAY_BATCH
+
+    services.outbox_publish_many(
+        [("test.backlog", None, {"n": n}) for n in range(2 * RELAY_BATCH + 50)]
+    )
+    # Eager, as in the test settings: the next run asked for runs inline.
+    assert tasks.relay_outbox() == RELAY_BATCH
+    assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
+    assert OutboxEvent.objects.filter(topic="test.backlog").count() == 2 * RELAY_BATCH + 50
