@@ -182,14 +182,25 @@ def test_a_burst_of_commits_sends_two_relay_messages_and_every_event_goes_out(
     """Against the configured broker (RabbitMQ in CI's real pass, the file broker in
     the embedded one): ten transactions inside one window ask for two relay runs, one
     at once and one at the window's end, and those runs publish all ten events."""
+    from celery.app.routes import Router
+    from celery.app.routes import prepare as prepare_routes
     from celery.signals import before_task_publish
     from celery.worker.request import Request
 
     # A queue of this test's own: the broker is shared with the other tests (and, on a
     # developer's machine, with `make run`), and a message another run left on the
-    # default queue would stand in front of these two.
+    # default queue would stand in front of these two. Only the relay task is routed
+    # there, by a router of the test's own; the app's configuration, and the queue
+    # table and exchange Celery caches from it, stay as they are.
     queue_name = f"arbiter-test-burst-{uuid.uuid4().hex[:12]}"
-    monkeypatch.setitem(celery_app.conf, "task_default_queue", queue_name)
+    queues = celery_app.amqp.queues
+    router = Router(
+        prepare_routes([{tasks.relay_outbox.name: {"queue": queue_name}}]),
+        queues,
+        create_missing=True,
+        app=celery_app,
+    )
+    monkeypatch.setattr(celery_app.amqp, "router", router)
     monkeypatch.setattr(services, "_relay_nudges", services.RelayNudges(window=60.0))
     sent: list[dict] = []
 
@@ -214,7 +225,7 @@ def test_a_burst_of_commits_sends_two_relay_messages_and_every_event_goes_out(
     ids = {h["id"] for h in sent}
     taken: list[str] = []
     with celery_app.connection_for_write() as conn:
-        bound = celery_app.amqp.queues[queue_name](conn.default_channel)
+        bound = queues[queue_name](conn.default_channel)
         try:
             deadline = time.monotonic() + 10
             while len(taken) < len(ids) and time.monotonic() < deadline:
@@ -229,9 +240,18 @@ def test_a_burst_of_commits_sends_two_relay_messages_and_every_event_goes_out(
             assert bound.get(no_ack=True) is None  # nothing else was sent there
         finally:
             bound.delete()
+            # Celery declared an exchange of the queue's name for it (its autoexchange).
+            if bound.exchange.name == queue_name:
+                bound.exchange(conn.default_channel).delete()
+            queues.pop(queue_name, None)  # a worker started later must not read it
     assert sorted(taken) == sorted(ids)
     assert not OutboxEvent.objects.filter(topic="test.burst", published_at__isnull=True).exists()
     assert OutboxEvent.objects.filter(topic="test.burst").count() == 10
+    # Nothing of the detour is left for the tests after this one.
+    monkeypatch.undo()
+    default = celery_app.amqp.router.route({}, tasks.relay_outbox.name)["queue"]
+    assert default.name == celery_app.conf.task_default_queue
+    assert queue_name not in celery_app.amqp.queues
 
 
 def test_a_relay_run_that_fills_its_batch_asks_for_the_next_one():
