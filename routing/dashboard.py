@@ -21,7 +21,7 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import pairwise
 from typing import Any
 from urllib.parse import urlencode
@@ -376,17 +376,27 @@ class WindowScan:
     queues: list[Queue]
     open_names: tuple[str, ...]
 
-    def open_figures(self, queue: Queue) -> dict[str, int]:
-        """The queue's `open_counts` column by name."""
-        counts = _count_list(getattr(queue, "open_counts", None))
-        return dict(zip(self.open_names, counts or [0] * len(self.open_names), strict=True))
+    @cached_property
+    def open_figures(self) -> dict[int, dict[str, int]]:
+        """Each queue's `open_counts` column by name, per queue id (read once)."""
+        zeros = [0] * len(self.open_names)
+        return {
+            queue.pk: dict(
+                zip(
+                    self.open_names,
+                    _count_list(getattr(queue, "open_counts", None)) or zeros,
+                    strict=True,
+                )
+            )
+            for queue in self.queues
+        }
 
     def per_queue(self) -> dict[int, dict[str, int]]:
         sums: dict[int, dict[str, int]] = {}
-        for queue in self.queues:
-            counts = self.open_figures(queue)
+        for queue_id, figures in self.open_figures.items():
+            counts = dict(figures)
             del counts["entered_by_start"]  # a figure of the backlog line, not of a queue
-            sums[queue.pk] = defaultdict(int, counts, backlog=counts["items"])
+            sums[queue_id] = defaultdict(int, counts, backlog=counts["items"])
         for row in self.rows:
             into = sums.setdefault(row["queue_id"], defaultdict(int))
             for key in ("items", "throughput", "reassignments"):
@@ -400,7 +410,7 @@ class WindowScan:
         for row in self.rows:
             for k in range(row["entered"], min(row["left"], last)):
                 counts[k] += row["items"]
-        running = sum(self.open_figures(queue)["entered_by_start"] for queue in self.queues)
+        running = sum(figures["entered_by_start"] for figures in self.open_figures.values())
         counts[0] += running
         for k in range(1, last):
             running += sum(getattr(queue, f"entered_{k}") or 0 for queue in self.queues)
