@@ -14,7 +14,7 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import BigIntegerField, Count, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -285,22 +285,31 @@ def _claimant(reviewer: Any) -> tuple[ReviewerProfile | None, list[int], list[in
     key = (reviewer.pk, reviewer.is_superuser, ContentType.objects.get_for_model(Queue).pk)
     if connection.vendor == "postgresql":
         from django.contrib.postgres.expressions import ArraySubquery
+        from django.contrib.postgres.fields import ArrayField
 
         def build() -> QuerySet[ReviewerProfile]:
-            granted = selectors.workable_queues(reviewer).order_by("pk")
-            return _profile_and_held(reviewer).annotate(
-                granted=ArraySubquery(granted.values("pk")),
-                limited=ArraySubquery(granted.filter(wip_limit__gt=0).values("pk")),
+            # Each granted queue as an [id, WIP limit] pair, so guardian's subqueries
+            # appear once in the statement: planning them is most of the read's cost.
+            pair = Func(
+                F("pk"),
+                F("wip_limit"),
+                template="ARRAY[%(expressions)s]",
+                output_field=ArrayField(BigIntegerField()),
             )
+            granted = selectors.workable_queues(reviewer).order_by("pk").values(pair=pair)
+            return _profile_and_held(reviewer).annotate(granted=ArraySubquery(granted))
 
         profile = first_row(ReviewerProfile, ("claimant", *key), build)
         if profile is None:
             return None, [], []
-        return profile, profile.granted, profile.limited  # type: ignore[attr-defined]
-    profile = first_row(ReviewerProfile, ("profile", *key), lambda: _profile_and_held(reviewer))
-    if profile is None:
-        return None, [], []
-    queues = list(selectors.workable_queues(reviewer).order_by("pk").values_list("pk", "wip_limit"))
+        queues: list[tuple[int, int]] = profile.granted  # type: ignore[attr-defined]
+    else:
+        profile = first_row(ReviewerProfile, ("profile", *key), lambda: _profile_and_held(reviewer))
+        if profile is None:
+            return None, [], []
+        queues = list(
+            selectors.workable_queues(reviewer).order_by("pk").values_list("pk", "wip_limit")
+        )
     return profile, [pk for pk, _ in queues], [pk for pk, limit in queues if limit]
 
 

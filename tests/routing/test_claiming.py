@@ -248,6 +248,10 @@ def test_a_claim_on_postgresql_is_one_read_one_update_and_one_audit_write(
         item = work_item_claim_next(reviewer=alice)
     assert item is not None and item.case_id == cases[1].pk
     statements = [query["sql"] for query in captured.captured_queries]
+    # Guardian's grant subqueries are planned once per claim, not once for the granted
+    # queues and again for those with a WIP limit.
+    assert statements[1].count('"guardian_userobjectpermission"') == 1
+    assert statements[1].count('"guardian_groupobjectpermission"') == 1
     assert "audit_head_hash" in statements[2]
     assert "pg_advisory_xact_lock" in statements[3] and "INSERT" in statements[3]
     event = AuditEvent.objects.get(action=AuditAction.ITEM_CLAIMED, object_id=str(item.pk))
