@@ -302,7 +302,7 @@ def _claimant(reviewer: Any) -> tuple[ReviewerProfile | None, list[int], list[in
         profile = first_row(ReviewerProfile, ("claimant", *key), build)
         if profile is None:
             return None, [], []
-        queues: list[tuple[int, int]] = profile.granted  # type: ignore[attr-defined]
+        queues: Sequence[Sequence[int]] = profile.granted  # type: ignore[attr-defined]
     else:
         profile = first_row(ReviewerProfile, ("profile", *key), lambda: _profile_and_held(reviewer))
         if profile is None:
