@@ -125,6 +125,32 @@ def test_pull_claims_respect_personal_capacity_and_the_queue_wip_limit(alice, bo
     assert work_item_claim_next(reviewer=bob) is None  # the queue's WIP limit of 3
 
 
+def test_a_queue_at_its_wip_limit_is_passed_over_for_the_reviewer_s_other_queues(alice, bob):
+    """Limited and unlimited queues granted side by side, the limited one through a
+    group: once full it hands out nothing, and the others go on in claim order."""
+    from django.contrib.auth.models import Group
+    from guardian.shortcuts import assign_perm
+
+    limited = Queue.objects.create(name="limited", title="Limited", wip_limit=1)
+    other = Queue.objects.create(name="other", title="Other")
+    roomy = Queue.objects.create(name="roomy", title="Roomy", wip_limit=5)
+    team = Group.objects.create(name="limited team")
+    assign_perm("routing.work_on_queue", team, limited)
+    alice.groups.add(team)
+    grant(limited, reviewer(bob))
+    grant(other, reviewer(alice, capacity=5))
+    grant(roomy, alice)
+    for queue, priority in ((limited, 1), (limited, 1), (other, 2), (roomy, 3)):
+        enqueue(queue, priority=priority)
+    assert work_item_claim_next(reviewer=bob).queue == limited
+    # The limited queue's one place is taken: Alice gets the other queues' items, less
+    # urgent than the one still waiting there, and then nothing.
+    assert work_item_claim_next(reviewer=alice).queue == other
+    assert work_item_claim_next(reviewer=alice).queue == roomy
+    assert work_item_claim_next(reviewer=alice) is None
+    assert WorkItem.objects.filter(queue=limited, state=ItemState.QUEUED).count() == 1
+
+
 def test_a_reviewer_never_receives_an_item_outside_their_queues_skills_or_region(
     alice, bob, mallory
 ):
