@@ -142,11 +142,11 @@ def test_a_queue_at_its_wip_limit_is_passed_over_for_the_reviewer_s_other_queues
     grant(roomy, alice)
     for queue, priority in ((limited, 1), (limited, 1), (other, 2), (roomy, 3)):
         enqueue(queue, priority=priority)
-    assert work_item_claim_next(reviewer=bob).queue == limited
+    assert claim(bob).queue == limited
     # The limited queue's one place is taken: Alice gets the other queues' items, less
     # urgent than the one still waiting there, and then nothing.
-    assert work_item_claim_next(reviewer=alice).queue == other
-    assert work_item_claim_next(reviewer=alice).queue == roomy
+    assert claim(alice).queue == other
+    assert claim(alice).queue == roomy
     assert work_item_claim_next(reviewer=alice) is None
     assert WorkItem.objects.filter(queue=limited, state=ItemState.QUEUED).count() == 1
 
