@@ -109,16 +109,19 @@ def check_broker(broker_url: str) -> None:
         ) from None
 
 
-def broker_queue_drop(broker_url: str) -> None:
-    """Delete the suite's Celery queue (the relay nudges intake left there, unconsumed)."""
+def broker_queue_drop(broker_url: str, queue: str = CELERY_QUEUE) -> None:
+    """Delete the suite's Celery queue (the relay nudges intake left there, unconsumed)
+    and the direct exchange of the same name that Celery declared with it (its default
+    exchange is named after its default queue), so a run leaves nothing on the broker."""
     from kombu import Connection
 
     try:
         with Connection(broker_url, connect_timeout=3) as conn:
             channel: Any = conn.default_channel
-            channel.queue_delete(CELERY_QUEUE)
+            channel.queue_delete(queue)
+            channel.exchange_delete(queue)
     except Exception as exc:  # gone already, or the broker went away: nothing to keep
-        progress(f"could not delete broker queue {CELERY_QUEUE}: {exc}")
+        progress(f"could not delete broker queue and exchange {queue}: {exc}")
 
 
 def broker_queue_purge(broker_url: str) -> int:

@@ -116,3 +116,41 @@ def test_the_django_floor_settings_refuse_to_load_outside_the_benchmark(monkeypa
     monkeypatch.delitem(sys.modules, "bench.settings_floor", raising=False)
     with pytest.raises(ImproperlyConfigured, match="benchmark only"):
         importlib.import_module("bench.settings_floor")
+
+
+@pytest.mark.rabbitmq
+def test_dropping_the_suite_s_queue_leaves_neither_it_nor_its_exchange_on_the_broker(settings):
+    """Celery declares a direct exchange named after its default queue; a benchmark run
+    that deleted only the queue left the exchange behind on a shared broker."""
+    import uuid
+    from typing import Any
+
+    from amqp.exceptions import NotFound
+    from kombu import Connection, Exchange, Producer, Queue
+
+    from bench.world import broker_queue_drop
+
+    url = settings.CELERY_BROKER_URL
+    name = f"arbiter-test-benchsuite-{uuid.uuid4().hex}"
+    exchange = Exchange(name, "direct", durable=False, auto_delete=False)
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            Queue(name, exchange, routing_key=name, auto_delete=False)(
+                conn.default_channel
+            ).declare()
+            Producer(conn.default_channel).publish(
+                {"left": "over"}, exchange=exchange, routing_key=name
+            )
+        broker_queue_drop(url, name)
+        with Connection(url, connect_timeout=3) as conn:
+            with pytest.raises(NotFound):
+                channel: Any = conn.channel()
+                channel.queue_declare(name, passive=True)
+            with pytest.raises(NotFound):
+                channel = conn.channel()
+                channel.exchange_declare(name, "direct", passive=True)
+    finally:  # whatever happened above, nothing of this test stays on the broker
+        with Connection(url, connect_timeout=3) as conn:
+            channel = conn.channel()
+            channel.queue_delete(name)
+            channel.exchange_delete(name)
