@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.db.models import (
@@ -34,7 +35,6 @@ from django.db.models import (
     Case,
     Count,
     DateTimeField,
-    DurationField,
     F,
     Func,
     IntegerField,
@@ -256,13 +256,37 @@ class Totals:
     reassignments: int
 
 
-class Median(Aggregate):
-    """PostgreSQL's continuous median (percentile_cont 0.5) of an interval."""
+# The epoch as PostgreSQL's `timestamp` (no time zone): adding an interval to it counts
+# a day as 24 hours whatever the session's time zone, so it maps a wait to a
+# `timestamp` one to one and in order.
+_EPOCH = dt.datetime(1970, 1, 1)  # noqa: DTZ001 (a `timestamp`, naive by definition)
+# percentile_disc(p) is the value at row ceil(p * n) of the sorted n: at 0.5 the lower
+# middle row, a hair above 0.5 the upper one (the same row when n is odd). Exact for any
+# n below 10^11.
+_MIDDLE_FRACTIONS = "ARRAY[0.5, 0.500000000001]"
 
-    function = "PERCENTILE_CONT"
-    name = "Median"
-    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = DurationField()
+
+class MiddleWaits(Aggregate):
+    """PostgreSQL: the middle one or two of the waits (claimed_at - enqueued_at), each
+    as `'epoch'::timestamp + wait`, from one sort. Sorting an `interval` (16 bytes,
+    passed by reference) cost about twice as much as sorting that `timestamp` (8
+    bytes, by value). `median_from_middle` turns the pair into the median."""
+
+    function = "PERCENTILE_DISC"
+    name = "MiddleWaits"
+    template = (
+        f"%(function)s({_MIDDLE_FRACTIONS}) WITHIN GROUP "
+        "(ORDER BY 'epoch'::timestamp + (%(expressions)s))"
+    )
+    output_field = ArrayField(DateTimeField())
+
+
+def median_from_middle(middle: Sequence[dt.datetime]) -> dt.timedelta:
+    """The mean of the lower and upper middle waits, rounded half to even to the
+    microsecond, as on SQLite. (percentile_cont rounds half the difference instead,
+    low + (high - low) / 2, which can land a microsecond away.)"""
+    low, high = middle
+    return ((low - _EPOCH) + (high - _EPOCH)) / 2
 
 
 def _window_rows(now: dt.datetime) -> Q:
@@ -581,9 +605,11 @@ def median_queue_times(*, filters: Filters, now: dt.datetime) -> dict[int, dt.ti
     """Queue id -> median of (claimed_at - enqueued_at) over items claimed in the last
     24 hours, in one query.
 
-    PostgreSQL computes percentile_cont in a subquery per queue, each reading that
+    PostgreSQL sorts each queue's waits in a subquery per queue, each reading that
     queue's claims of the window from `workitem_claimed_by_queue`: no sort of the whole
     day's claims by queue before each queue's own sort (26 -> 16 ms over 39,000 claims).
+    It returns the middle one or two waits (`MiddleWaits`, sorted as 8-byte timestamps
+    rather than intervals: 12.3 -> 9.2 ms), averaged here.
     SQLite has no percentile: it numbers each queue's waits in order (a window
     function) and returns only the middle one or two rows per queue, which are
     averaged here.
@@ -598,13 +624,13 @@ def median_queue_times(*, filters: Filters, now: dt.datetime) -> dict[int, dt.ti
             claimed.filter(queue=OuterRef("pk"))
             .order_by()
             .values("queue")
-            .annotate(median=Median(wait))
-            .values("median")
+            .annotate(middle=MiddleWaits(wait))
+            .values("middle")
         )
         per_queue = Queue.objects.annotate(
-            median=Subquery(of_queue, output_field=DurationField())
-        ).values_list("pk", "median")
-        return {pk: median for pk, median in per_queue if median is not None}
+            middle=Subquery(of_queue, output_field=ArrayField(DateTimeField()))
+        ).values_list("pk", "middle")
+        return {pk: median_from_middle(middle) for pk, middle in per_queue if middle}
     middle = (
         claimed.annotate(
             wait=wait,
