@@ -13,6 +13,10 @@ from bench.common import REPEATS, BenchError, Line, median, progress
 from bench.world import Context, execute, reset_work, scalar, seed, vacuum
 
 GOAL_DASHBOARD_FACTOR = 3.0
+# The issue sets the dashboard's goals at a million items. Below that the page's fixed
+# cost (middleware, template, charts: about 13 ms of Python) weighs more against SQL
+# that shrinks with the table, so the ratio is harder to meet there, not easier.
+ISSUE_DASHBOARD_ITEMS = 1_000_000
 GOAL_DASHBOARD_MS = 50.0
 GOAL_SWEEP_SECONDS = 1.0
 DASHBOARD_OPEN_SHARE = 0.05
@@ -119,7 +123,12 @@ def dashboard_phase(ctx: Context) -> list[Line]:
             baseline=first["raw_ms"],
             baseline_name="(c) raw SQL",
             ratio=first["ratio"],
-            detail=f"{opened:,} open, {first['statements']} statements",
+            detail=f"{opened:,} open, {first['statements']} statements"
+            + (
+                ""
+                if items >= ISSUE_DASHBOARD_ITEMS
+                else f"; quick run: the goal is set at {ISSUE_DASHBOARD_ITEMS:,} items"
+            ),
             runs=first,
         ),
         Line(
