@@ -609,7 +609,7 @@ def median_queue_times(*, filters: Filters, now: dt.datetime) -> dict[int, dt.ti
     queue's claims of the window from `workitem_claimed_by_queue`: no sort of the whole
     day's claims by queue before each queue's own sort (26 -> 16 ms over 39,000 claims).
     It returns the middle one or two waits (`MiddleWaits`, sorted as 8-byte timestamps
-    rather than intervals: 12.3 -> 9.2 ms), averaged here.
+    rather than intervals: 11.8 -> 8.9 ms over 38,500 claims), averaged here.
     SQLite has no percentile: it numbers each queue's waits in order (a window
     function) and returns only the middle one or two rows per queue, which are
     averaged here.
