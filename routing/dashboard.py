@@ -281,12 +281,16 @@ class MiddleWaits(Aggregate):
     output_field = ArrayField(DateTimeField())
 
 
+def _mean_of_middle(waits: Sequence[dt.timedelta]) -> dt.timedelta:
+    """The median from the middle one or two waits: their mean, rounded half to even to
+    the microsecond, on every database. (percentile_cont rounds half the difference
+    instead, low + (high - low) / 2, which can land a microsecond away.)"""
+    return sum(waits, dt.timedelta()) / len(waits)
+
+
 def median_from_middle(middle: Sequence[dt.datetime]) -> dt.timedelta:
-    """The mean of the lower and upper middle waits, rounded half to even to the
-    microsecond, as on SQLite. (percentile_cont rounds half the difference instead,
-    low + (high - low) / 2, which can land a microsecond away.)"""
-    low, high = middle
-    return ((low - _EPOCH) + (high - _EPOCH)) / 2
+    """The median from `MiddleWaits`' pair of `'epoch'::timestamp + wait` values."""
+    return _mean_of_middle([value - _EPOCH for value in middle])
 
 
 def _window_rows(now: dt.datetime) -> Q:
@@ -643,7 +647,7 @@ def median_queue_times(*, filters: Filters, now: dt.datetime) -> dict[int, dt.ti
     waits: dict[int, list[dt.timedelta]] = defaultdict(list)
     for queue_id, value in middle:
         waits[queue_id].append(value)
-    return {queue_id: sum(pair, dt.timedelta()) / len(pair) for queue_id, pair in waits.items()}
+    return {queue_id: _mean_of_middle(pair) for queue_id, pair in waits.items()}
 
 
 def dashboard_figures(

@@ -220,9 +220,7 @@ def test_medians_are_exact_to_the_microsecond_for_odd_and_even_counts(add, now):
                 for wait in waits
             ],
         )
-        ordered = sorted(waits)
-        middle = ordered[(size - 1) // 2 : size // 2 + 1]
-        expected[queue.pk] = sum(middle, dt.timedelta()) / len(middle)
+        expected[queue.pk] = _median(waits)
     got = dashboard.median_queue_times(filters=dashboard.Filters(), now=now)
     assert got == expected
 
@@ -284,6 +282,13 @@ def test_the_backlog_line_has_an_hourly_point_for_the_last_day(add, invoices, no
     assert counts[24 - 4] == 2  # 4 h ago: the first one was decided
 
 
+def _median(waits):
+    """The median by definition: the middle wait, or the mean of the middle two."""
+    ordered = sorted(waits)
+    middle = ordered[(len(ordered) - 1) // 2 : len(ordered) // 2 + 1]
+    return sum(middle, dt.timedelta()) / len(middle)
+
+
 def _by_definition(items, now, buckets):
     """The page's figures computed row by row from their definitions, in Python."""
     since = now - dashboard.WINDOW
@@ -304,9 +309,7 @@ def _by_definition(items, now, buckets):
         )
         if item.claimed_at is not None and since <= item.claimed_at <= now:
             waits[item.queue_id].append(item.claimed_at - item.enqueued_at)
-            ordered = sorted(waits[item.queue_id])
-            middle = ordered[(len(ordered) - 1) // 2 : len(ordered) // 2 + 1]
-            row["median_wait"] = sum(middle, dt.timedelta()) / len(middle)
+            row["median_wait"] = _median(waits[item.queue_id])
         row["reassignments"] += item.reassignment_count
         if item.state == ItemState.DONE and item.decided_at >= since:
             row["throughput"] += 1
